@@ -1,0 +1,233 @@
+"""Where accounts come from, and the settings every program shares.
+
+How a program finds its account source (first match wins):
+
+1. ``--config FILE`` (the ``config_path`` argument): that file decides;
+2. environment ``AUTHKIT_AUTHDAEMON=/path/to/socket``: a running authdaemond;
+3. environment ``AUTHKIT_USERDB=/path/to/userdb``: a Courier userdb (the compiled
+   pair beside it as ``userdb.dat``/``userdbshadow.dat``);
+4. environment ``AUTHKIT_CONFIG=FILE``, else ``/etc/authkit/authkit.conf`` if it
+   exists: that file decides;
+5. Courier's defaults: a live authdaemond socket at one of Courier's default paths,
+   else ``/etc/courier/userdb``, else ``/usr/local/etc/userdb``.
+
+The settings other than the source (policy, timeouts) come from the config file of
+step 1 or 4 whenever one is in use, else from the defaults below.
+
+The file format is ``key = value`` lines; ``#`` starts a comment line; blank lines
+are ignored; values are not quoted.  Unknown keys and bad values are errors
+(``ConfigError``, exit 111, naming file and line).  See docs/authkit.conf.5.
+
+This module is on the per-login path: it parses by hand (no configparser).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping
+
+    from .source import AccountSource
+
+DEFAULT_CONFIG = "/etc/authkit/authkit.conf"
+DEFAULT_USERDBS = ("/etc/courier/userdb", "/usr/local/etc/userdb")
+DEFAULT_SOCKETS = (
+    "/run/courier/authdaemon/socket",
+    "/var/run/courier/authdaemon/socket",
+    "/var/lib/courier/authdaemon/socket",
+    "/var/run/courier-authdaemon/socket",
+    "/usr/local/var/authdaemon/socket",
+    "/var/spool/authdaemon/socket",
+)
+
+# key -> (type, default).  Types: str, int, float.
+_SCHEMA: dict[str, tuple[type, object]] = {
+    "source": (str, ""),  # "userdb" or "authdaemon"; inferred when empty
+    "userdb": (str, ""),
+    "authdaemon_socket": (str, ""),
+    "authdaemon_connect_timeout": (float, 10.0),
+    "authdaemon_write_timeout": (float, 10.0),
+    "authdaemon_read_timeout": (float, 30.0),
+    "authdaemon_enumerate_timeout": (float, 60.0),
+    "defdomain": (str, ""),
+    "default_options": (str, ""),
+    "hash_scheme": (str, "sha512-crypt"),
+    "min_uid": (int, 100),
+    "min_password_length": (int, 8),
+    "max_password_length": (int, 128),
+    "max_username_length": (int, 64),
+    "bad_pass_delay": (float, 3.0),
+    "idle_timeout": (float, 60.0),
+}
+
+
+class Settings:
+    """The settings of one program run.  Attributes are the keys of the config
+    file (see the module docstring); ``config_file`` is the file read, or "";
+    ``source_kind`` and ``source_path`` name the account source chosen."""
+
+    source: str
+    userdb: str
+    authdaemon_socket: str
+    authdaemon_connect_timeout: float
+    authdaemon_write_timeout: float
+    authdaemon_read_timeout: float
+    authdaemon_enumerate_timeout: float
+    defdomain: str
+    default_options: str
+    hash_scheme: str
+    min_uid: int
+    min_password_length: int
+    max_password_length: int
+    max_username_length: int
+    bad_pass_delay: float
+    idle_timeout: float
+
+    def __init__(self, **values: object) -> None:
+        for key, (kind, default) in _SCHEMA.items():
+            setattr(self, key, values.pop(key, default))
+        if values:
+            raise TypeError(f"unknown settings: {', '.join(sorted(values))}")
+        self.config_file = ""
+        self.source_kind = ""
+        self.source_path = ""
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{key}={getattr(self, key)!r}" for key in _SCHEMA)
+        return f"Settings({inner}, source_kind={self.source_kind!r}, source_path={self.source_path!r})"
+
+
+def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
+    """The values of a config file's text.  Raises ``ConfigError`` naming
+    ``filename`` and the line for an unknown key, a line without ``=`` or a value
+    of the wrong type."""
+    values: dict[str, object] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ConfigError(f"{filename}:{lineno}: expected 'key = value'")
+        if key not in _SCHEMA:
+            raise ConfigError(f"{filename}:{lineno}: unknown setting {key!r}")
+        kind = _SCHEMA[key][0]
+        try:
+            values[key] = kind(value) if kind is not str else value
+        except ValueError:
+            raise ConfigError(f"{filename}:{lineno}: {key} must be a number") from None
+    source = values.get("source", "")
+    if source not in ("", "userdb", "authdaemon"):
+        raise ConfigError(f"{filename}: source must be 'userdb' or 'authdaemon'")
+    return values
+
+
+def read_config(path: str) -> dict[str, object]:
+    """Parse the config file at ``path``; ``ConfigError`` if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"cannot read config file {path}: {reason}") from None
+    return parse_config(text, path)
+
+
+def _is_socket(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | None" = None) -> Settings:
+    """Settings with the account source chosen as the module docstring says.
+    Raises ``ConfigError`` for an unreadable or malformed config file or when no
+    source can be found."""
+    env = os.environ if environ is None else environ
+    file_values: dict[str, object] = {}
+    file_decides = False
+    if config_path:
+        file_values = read_config(config_path)
+        file_decides = True
+    else:
+        path = env.get("AUTHKIT_CONFIG") or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else "")
+        if path:
+            config_path = path
+            file_values = read_config(path)
+    settings = Settings(**file_values)
+    settings.config_file = config_path or ""
+
+    if not file_decides:
+        if env.get("AUTHKIT_AUTHDAEMON"):
+            settings.source_kind, settings.source_path = "authdaemon", env["AUTHKIT_AUTHDAEMON"]
+            return settings
+        if env.get("AUTHKIT_USERDB"):
+            settings.source_kind, settings.source_path = "userdb", env["AUTHKIT_USERDB"]
+            return settings
+    if config_path:
+        kind = settings.source or ("authdaemon" if settings.authdaemon_socket else "userdb" if settings.userdb else "")
+        if kind == "authdaemon" and settings.authdaemon_socket:
+            settings.source_kind, settings.source_path = kind, settings.authdaemon_socket
+            return settings
+        if kind == "userdb" and settings.userdb:
+            settings.source_kind, settings.source_path = kind, settings.userdb
+            return settings
+        if file_decides or kind:
+            raise ConfigError(f"{config_path}: names no account source (set userdb or authdaemon_socket)")
+    for socket_path in DEFAULT_SOCKETS:
+        if _is_socket(socket_path):
+            settings.source_kind, settings.source_path = "authdaemon", socket_path
+            return settings
+    for userdb in DEFAULT_USERDBS:
+        if os.path.exists(userdb) or os.path.exists(userdb + ".dat"):
+            settings.source_kind, settings.source_path = "userdb", userdb
+            return settings
+    raise ConfigError(
+        "no account source: set AUTHKIT_USERDB or AUTHKIT_AUTHDAEMON, or write "
+        f"{DEFAULT_CONFIG} (no authdaemond socket or userdb at Courier's default paths)"
+    )
+
+
+def open_source(
+    settings: Settings | None = None,
+    *,
+    config_path: str | None = None,
+    environ: "Mapping[str, str] | None" = None,
+    on_problem: object = None,
+) -> "AccountSource":
+    """The account source the settings name (loading them first if not given).
+    Imports only the module of the chosen source."""
+    if settings is None:
+        settings = load_settings(config_path, environ)
+    if settings.source_kind == "authdaemon":
+        from .authdaemon.source import AuthdaemonSource
+
+        env = os.environ if environ is None else environ
+        return AuthdaemonSource(
+            settings.source_path,
+            connect_timeout=settings.authdaemon_connect_timeout,
+            write_timeout=settings.authdaemon_write_timeout,
+            read_timeout=settings.authdaemon_read_timeout,
+            enumerate_timeout=settings.authdaemon_enumerate_timeout,
+            defdomain=settings.defdomain or env.get("DEFDOMAIN", ""),
+            remote_ip=env.get("TCPREMOTEIP"),
+        )
+    from .userdb.source import UserdbSource
+
+    return UserdbSource(
+        settings.source_path,
+        default_options=settings.default_options,
+        hash_scheme=settings.hash_scheme,
+        on_problem=on_problem,  # type: ignore[arg-type]
+    )
+
+
+__all__ = ["Settings", "load_settings", "open_source", "parse_config", "read_config"]

@@ -1,0 +1,40 @@
+"""Password-change policy shared by courierpassd, ``courierpasswd -c`` and
+``authkit test``: what a new password must satisfy before any source is asked.
+
+Courier itself checks none of this; poppassd running as root under PAM checks
+nothing either (poppassd.md section 2.1), so authkit enforces it here.
+"""
+
+from __future__ import annotations
+
+from .errors import PolicyRefused
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .account import Account
+    from .config import Settings
+
+
+def check_new_password(old: bytes, new: bytes, settings: "Settings") -> None:
+    """Raise ``PolicyRefused`` (with a message safe to show the user) unless
+    ``new`` is at least ``min_password_length`` and at most
+    ``max_password_length`` bytes, differs from ``old`` and holds no control
+    byte (which the poppassd dialogue and the userdb could not carry)."""
+    if len(new) < settings.min_password_length:
+        raise PolicyRefused(f"New password too short (min {settings.min_password_length})")
+    if len(new) > settings.max_password_length:
+        raise PolicyRefused(f"New password too long (max {settings.max_password_length})")
+    if new == old:
+        raise PolicyRefused("New password must differ from the old one")
+    if any(byte < 0x20 or byte == 0x7F for byte in new):
+        raise PolicyRefused("New password holds control characters")
+
+
+def check_uid(account: "Account", settings: "Settings") -> None:
+    """Raise ``PolicyRefused`` when the account's uid is below ``min_uid``
+    (system accounts are never changed through authkit)."""
+    if account.uid < settings.min_uid:
+        raise PolicyRefused("account uid below the minimum")
+
+
+__all__ = ["check_new_password", "check_uid"]

@@ -1,0 +1,227 @@
+"""The Courier userdb as an account source.
+
+:class:`UserdbSource` answers from the compiled pair ``<userdb>.dat`` +
+``<userdb>shadow.dat`` when ``<userdb>.dat`` exists (that is what Courier's
+authdaemond reads, so authkit gives the same answers), else from the text userdb
+(a file or a directory).  Password fields live only in the shadow file of a compiled
+userdb; a missing shadow file means no password, as in Courier.
+
+Lookups are exact and case-sensitive.  An unknown user costs one dummy hash
+verification, so that its timing matches a wrong password.
+
+Password changes go through :mod:`authkit.userdb.edit` (lock, rewrite, rename,
+then bring the compiled pair up to date).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import BadPassword, Misuse, TemporaryFailure, UnknownUser
+from ..source import AccountSource
+from . import files
+from .text import (
+    InvalidRecord,
+    decode,
+    encode,
+    first_values,
+    make_account,
+    parse_fields,
+    split_compiled,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
+
+    from ..account import Account
+
+# A sha512-crypt hash of a random password nobody knows, verified when the user is
+# unknown or has no password, so that those cases cost what a wrong password costs.
+_DUMMY_HASH = (
+    "$6$/XfRdOoB2XQcs.Z4$WzK5NOZnDSS12k.9rBnD2VEOV8bNW1IpC/AzyoaMiwev4LE8/"
+    "ub6aoom4sWK6OLYKcXqf3ehwZazaJifjf46E."
+)
+
+_BAD_NAME_CHARS = frozenset("\t\n\r\0")
+
+
+def dummy_verify(password: bytes) -> None:
+    """Spend the time of one sha512-crypt verification and throw the result away."""
+    from ..schemes import verify_password
+
+    verify_password(password or b"x", _DUMMY_HASH)
+
+
+class UserdbSource(AccountSource):
+    """Accounts from a Courier userdb.
+
+    Args:
+        path: the text userdb (file or directory), e.g. ``/etc/courier/userdb``.
+            The compiled pair is looked for at ``<path>.dat`` and
+            ``<path>shadow.dat``; either may exist without the text.
+        default_options: Courier's DEFAULTOPTIONS, merged into ``options`` the way
+            authdaemond does ("" for none).
+        hash_scheme: the scheme of new hashes written by :meth:`change_password`.
+        on_problem: called as ``on_problem(path, lineno, message)`` for each
+            malformed line met while reading text; it never receives a secret.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        default_options: str = "",
+        hash_scheme: str = "sha512-crypt",
+        on_problem: "Callable[[str, int, str], None] | None" = None,
+    ) -> None:
+        self.path = path
+        self.dat_path, self.shadow_path = files.compiled_paths(path)
+        self.default_options = default_options
+        self.hash_scheme = hash_scheme
+        self.on_problem = on_problem
+        self.description = f"userdb {path}"
+
+    # -- reading ---------------------------------------------------------------
+
+    def uses_compiled(self) -> bool:
+        """True when answers come from ``<path>.dat`` (it exists)."""
+        return os.path.exists(self.dat_path)
+
+    def _compiled_record(self, name: str) -> tuple[str, str | None] | None:
+        from . import gdbm
+
+        key = encode(name)
+        try:
+            with gdbm.open_reader(self.dat_path) as db:
+                main = db.get(key)
+        except FileNotFoundError:
+            return None
+        if main is None:
+            return None
+        shadow = None
+        try:
+            with gdbm.open_reader(self.shadow_path) as db:
+                shadow = db.get(key)
+        except FileNotFoundError:
+            shadow = None
+        return decode(main), (None if shadow is None else decode(shadow))
+
+    def _text_record(self, name: str) -> tuple[str, str | None] | None:
+        key = encode(name)
+        for path, location in files.userdb_files(self.path):
+            data = files.read_file(path)
+            span = files.find_in_data(data, key)
+            if span is not None:
+                start, end = span
+                fields = decode(data[start + len(key) + 1 : end])
+                return split_compiled(fields, location)
+        return None
+
+    def record(self, name: str) -> tuple[str, str | None] | None:
+        """The raw ``(main, shadow)`` field strings of ``name`` as Courier's compiled
+        files hold them (computed from the text when there are none), or None."""
+        if not name or _BAD_NAME_CHARS.intersection(name):
+            return None
+        if self.uses_compiled():
+            return self._compiled_record(name)
+        return self._text_record(name)
+
+    def _account(self, name: str, service: str) -> "Account":
+        found = self.record(name)
+        if found is None:
+            raise UnknownUser(f"no such user in {self.description}")
+        main, shadow = found
+        values = first_values(parse_fields(main))
+        passwords = first_values(parse_fields(shadow)) if shadow else {}
+        try:
+            return make_account(name, values, passwords, service, self.default_options)
+        except InvalidRecord as exc:
+            if self.on_problem is not None:
+                self.on_problem(self.path, 0, f"account {name!r}: {exc}")
+            raise UnknownUser(f"no usable record in {self.description}") from None
+
+    def lookup(self, name: str, service: str = "login") -> "Account":
+        return self._account(name, service)
+
+    def authenticate(self, name: str, password: bytes, service: str = "login") -> "Account":
+        from ..schemes import verify_password
+
+        try:
+            account = self._account(name, service)
+        except UnknownUser:
+            dummy_verify(password)
+            raise
+        stored = account.password_for(service)
+        if not password or not stored:
+            dummy_verify(password)
+            raise BadPassword("no password for this service" if not stored else "empty password")
+        if not verify_password(password, stored):
+            raise BadPassword("password mismatch")
+        return account
+
+    def authenticate_cram(
+        self, challenge: bytes, name: str, response_hex: str, algorithm: str, service: str = "login"
+    ) -> "Account":
+        from ..account import CRAM_ALGORITHMS
+
+        if algorithm not in CRAM_ALGORITHMS:
+            raise Misuse(f"unknown CRAM algorithm {algorithm!r} (md5, sha1, sha256)")
+        from ..schemes.hmacstate import verify_cram
+
+        account = self._account(name, service)
+        secret = account.hmac_secret_for(service, algorithm)
+        if not secret or not verify_cram(secret, algorithm, challenge, response_hex):
+            raise BadPassword("CRAM response mismatch")
+        return account
+
+    def enumerate(self) -> "Iterator[Account]":
+        if self.uses_compiled():
+            yield from self._enumerate_compiled()
+            return
+        seen: set[str] = set()
+        for path, location, lineno, name, fields in files.iter_lines(self.path, self.on_problem):
+            if name in seen:
+                if self.on_problem is not None:
+                    self.on_problem(path, lineno, f"duplicate account {name!r} ignored")
+                continue
+            seen.add(name)
+            main, shadow = split_compiled(fields, location)
+            values = first_values(parse_fields(main))
+            passwords = first_values(parse_fields(shadow)) if shadow else {}
+            try:
+                yield make_account(name, values, passwords, "login", self.default_options)
+            except InvalidRecord as exc:
+                if self.on_problem is not None:
+                    self.on_problem(path, lineno, f"account {name!r}: {exc}")
+
+    def _enumerate_compiled(self) -> "Iterator[Account]":
+        from . import gdbm
+
+        try:
+            db = gdbm.open_reader(self.dat_path)
+        except FileNotFoundError:
+            raise TemporaryFailure(f"cannot read {self.dat_path}: file vanished") from None
+        with db:
+            for key in db.keys():
+                value = db.get(key)
+                if value is None:
+                    continue
+                values = first_values(parse_fields(decode(value)))
+                try:
+                    yield make_account(decode(key), values, {}, "login", self.default_options)
+                except InvalidRecord:
+                    continue  # Courier's ENUMERATE skips records without home/uid/gid
+
+    # -- writing ---------------------------------------------------------------
+
+    def change_password(
+        self, name: str, old: bytes, new: bytes, service: str = "login"
+    ) -> "Account":
+        from .edit import change_password
+
+        change_password(self, name, old, new, service)
+        return self._account(name, service)
+
+
+__all__ = ["UserdbSource", "dummy_verify"]

@@ -1,0 +1,227 @@
+"""Courier userdb text format: parsing and editing, without I/O.
+
+A userdb line is ``name<TAB>field=value|field=value...`` (makeuserdb's regex
+``^([^\\t]*)\\t(.*)``: only the first TAB splits).  Lines that are empty or start with
+``#`` are ignored.  There is no escaping: a value runs to the next ``|``, may hold
+``=``, and a field without ``=`` has the value "".  When a record repeats a field
+name, the first one wins (``userdb_get``).  A record lacking ``home``, ``uid`` or
+``gid`` is invisible to authlib.
+
+Everything here works on ``bytes`` lines as they are in the file; names and values
+are decoded to ``str`` with ``surrogateescape`` so that any byte survives a round
+trip.  Editing (:func:`edit_fields`) keeps every other field byte for byte and in
+its place, unlike Courier's ``userdb`` script, which reorders a record on every
+``set``.
+
+This module does no I/O and imports nothing but :mod:`authkit.account`.
+"""
+
+from __future__ import annotations
+
+from ..account import Account, fullname_from_gecos
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
+
+ENCODING = "utf-8"
+ERRORS = "surrogateescape"
+
+
+class MalformedLine(ValueError):
+    """A line that is neither a comment, blank, nor ``name<TAB>fields``.  The
+    message says what is wrong; it never quotes field values (they may be hashes)."""
+
+
+def decode(raw: bytes) -> str:
+    """Bytes from a userdb file as ``str`` (lossless)."""
+    return raw.decode(ENCODING, ERRORS)
+
+
+def encode(text: str) -> bytes:
+    """The inverse of :func:`decode`."""
+    return text.encode(ENCODING, ERRORS)
+
+
+def split_line(line: bytes) -> tuple[bytes, bytes] | None:
+    """``(name, fields)`` of one line (without its ``\\n``), or None for a blank
+    line or a comment.  Raises :class:`MalformedLine` for a line without a TAB or
+    with an empty name (Courier's makeuserdb stores the former as a bogus record
+    and skips the latter)."""
+    if not line or line[:1] == b"#":
+        return None
+    name, tab, rest = line.partition(b"\t")
+    if not tab:
+        if not line.strip():
+            return None
+        raise MalformedLine("no TAB between the name and the fields")
+    if not name:
+        raise MalformedLine("empty account name")
+    return name, rest
+
+
+def parse_fields(fields: str) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of a record in file order (duplicates kept)."""
+    pairs = []
+    for item in fields.split("|"):
+        if item:
+            key, _, value = item.partition("=")
+            pairs.append((key, value))
+    return pairs
+
+
+def first_values(pairs: "Iterable[tuple[str, str]]") -> dict[str, str]:
+    """Field name -> value, the first occurrence of a name winning."""
+    values: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in values:
+            values[key] = value
+    return values
+
+
+def is_password_field(raw_field: str) -> bool:
+    """makeuserdb's rule ``^[^=]*pw=``: the field's name ends in ``pw`` and it has
+    a ``=``.  Such fields go to ``userdbshadow.dat`` and never to ``userdb.dat``."""
+    key, sep, _ = raw_field.partition("=")
+    return bool(sep) and key.endswith("pw")
+
+
+def split_compiled(fields: str, location: str) -> tuple[str, str | None]:
+    """The ``userdb.dat`` and ``userdbshadow.dat`` values makeuserdb stores for a
+    record: non-password fields plus ``_=<location>``, and the password fields
+    (None when there are none, as makeuserdb then writes no shadow record)."""
+    main: list[str] = []
+    shadow: list[str] = []
+    for item in fields.split("|"):
+        if not item:
+            continue
+        (shadow if is_password_field(item) else main).append(item)
+    main.append("_=" + location)
+    return "|".join(main), ("|".join(shadow) if shadow else None)
+
+
+class InvalidRecord(ValueError):
+    """A record Courier would not show: lacking home, uid or gid, or with a uid or
+    gid that is not a number."""
+
+
+def make_account(
+    address: str,
+    values: dict[str, str],
+    passwords: dict[str, str] | None = None,
+    service: str = "login",
+    default_options: str = "",
+) -> Account:
+    """The :class:`Account` of a parsed record (``values`` from :func:`first_values`;
+    for a compiled userdb, ``passwords`` from the shadow record).
+
+    Raises :class:`InvalidRecord` when home, uid or gid is missing or uid/gid is
+    not a decimal number (Courier's ``atol`` would read garbage as 0, i.e. root;
+    authkit refuses such records instead)."""
+    home = values.get("home")
+    uid = values.get("uid")
+    gid = values.get("gid")
+    if not home or uid is None or gid is None:
+        raise InvalidRecord("record lacks home, uid or gid")
+    if not (uid.isdigit() and gid.isdigit() and uid.isascii() and gid.isascii()):
+        raise InvalidRecord("uid or gid is not a number")
+    if passwords is None:
+        passwords = {k: v for k, v in values.items() if k.endswith("pw")}
+    options = values.get("options", "")
+    if default_options:
+        from ..account import merge_options
+
+        options = merge_options(options, default_options)
+    account = Account(
+        address=address,
+        uid=int(uid),
+        gid=int(gid),
+        home=home,
+        maildir=values.get("mail", ""),
+        quota=values.get("quota", ""),
+        fullname=fullname_from_gecos(values.get("gecos", "")),
+        options=options,
+        shell=values.get("shell", ""),
+        source_location=values.get("_", ""),
+        passwords=passwords,
+    )
+    chosen = account.password_for(service)
+    if chosen:
+        object.__setattr__(account, "encrypted_password", chosen)
+    return account
+
+
+FORBIDDEN_IN_VALUES = frozenset("|\n\r\0")
+FORBIDDEN_IN_NAMES = frozenset("|=\t\n\r\0")
+
+
+def check_value(value: str) -> None:
+    """Raise ValueError for a field value the text format cannot hold (``|``,
+    newline, CR, NUL), as Courier's ``userdb`` script refuses them."""
+    if FORBIDDEN_IN_VALUES.intersection(value):
+        raise ValueError("Invalid value: '|', newlines and NUL are not allowed")
+
+
+def check_field_name(name: str) -> None:
+    """Raise ValueError for a field name the text format cannot hold."""
+    if not name or FORBIDDEN_IN_NAMES.intersection(name):
+        raise ValueError("Invalid field name")
+
+
+def edit_fields(
+    fields: str, set_values: "Sequence[tuple[str, str]]" = (), unset: "Iterable[str]" = ()
+) -> str:
+    """A record's field text with some fields changed, everything else kept byte
+    for byte: a set field keeps its position (its first occurrence; later
+    duplicates of it are dropped so that the new value is the one read), a new field
+    is appended, an unset field is removed (all its occurrences).
+
+    Raises ValueError if a name or value cannot be stored (see :func:`check_value`)."""
+    wanted = dict(set_values)
+    for key, value in set_values:
+        check_field_name(key)
+        check_value(value)
+    removed = set(unset)
+    out: list[str] = []
+    done: set[str] = set()
+    for item in fields.split("|"):
+        if not item:
+            continue
+        key = item.partition("=")[0]
+        if key in removed:
+            continue
+        if key in wanted:
+            if key in done:
+                continue
+            out.append(f"{key}={wanted[key]}")
+            done.add(key)
+        else:
+            out.append(item)
+    for key, value in set_values:
+        if key not in done:
+            out.append(f"{key}={value}")
+            done.add(key)
+    return "|".join(out)
+
+
+def format_line(name: str, fields: str) -> bytes:
+    """One userdb line, with its newline."""
+    return encode(name) + b"\t" + encode(fields) + b"\n"
+
+
+__all__ = [
+    "MalformedLine",
+    "InvalidRecord",
+    "split_line",
+    "parse_fields",
+    "first_values",
+    "is_password_field",
+    "split_compiled",
+    "make_account",
+    "edit_fields",
+    "format_line",
+    "check_value",
+    "check_field_name",
+    "decode",
+    "encode",
+]
