@@ -1,0 +1,61 @@
+# authkit: the two commands of the README, and a few helpers.
+#   make demo   the main job on the example userdb in examples/ (no root, no services)
+#   make test   everything; as root on Debian it first installs the packages the tests run
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+# Real peers the integration tests run (Debian 12 package names).
+DEBIAN_PACKAGES := \
+	courier-authlib courier-authlib-userdb courier-authdaemon \
+	libgdbm6 python3-gdbm whois util-linux \
+	ucspi-tcp daemontools xinetd stunnel4 \
+	dovecot-core dovecot-imapd qpsmtpd swaks \
+	php-cli php-net-socket roundcube-plugins poppass-cgi \
+	hyperfine procps
+
+.PHONY: all demo test deps venv unit integration fuzz bench clean
+
+all: test
+
+deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=$$(for p in $(DEBIAN_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	      -o Dpkg::Options::=--force-confold $$missing >/dev/null; \
+	  fi; \
+	else echo "not root or not Debian: skipping package install (integration tests that need them will skip)"; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip >/dev/null
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+test: deps venv
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+integration: deps venv
+	$(PY) -m pytest -q -m integration tests
+
+demo:
+	@sh examples/demo.sh
+
+fuzz: venv
+	AUTHKIT_FUZZ_SECONDS=$${AUTHKIT_FUZZ_SECONDS:-600} $(PY) -m pytest -q tests/fuzz
+
+bench: deps venv
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
