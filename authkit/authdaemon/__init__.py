@@ -1,0 +1,12 @@
+"""Courier authdaemond as an account source.
+
+* :mod:`authkit.authdaemon.protocol`: the socket protocol, sans-I/O (request
+  builders, reply readers, the Account a reply describes);
+* :mod:`authkit.authdaemon.client`: the socket I/O, one request per connection,
+  with Courier's timeouts;
+* :mod:`authkit.authdaemon.source`: :class:`AuthdaemonSource`, the
+  ``AccountSource`` the programs use.
+
+This package module imports nothing, so importing a submodule costs only what
+that submodule needs.  See docs/authdaemon.md.
+"""
