@@ -164,8 +164,11 @@ def hmac_state(password: bytes, algorithm: str) -> str:
     ``sha256``), exactly as ``userdbpw -hmac-<algorithm>`` prints it: lowercase hex
     of the outer then the inner key state (64, 80 or 128 hex characters).
 
-    Raises ``ValueError`` for an unknown algorithm."""
+    Raises ``ValueError`` for an unknown algorithm, and for an empty password or
+    one containing NUL (``userdbpw`` refuses the first and cannot read the second)."""
     compress, iv, order, size = _algorithm(algorithm)
+    if not password or b"\0" in password:
+        raise ValueError("refusing an empty password or one containing NUL")
     key = password
     if len(key) > 64:
         key = _new_hash(algorithm.lower())(key).digest()
