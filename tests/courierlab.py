@@ -10,7 +10,7 @@ gives them a private view of those two directories without touching the machine'
   onto ``/run/courier/authdaemon`` inside it.
 
 The mounts live in a new mount namespace (``unshare -m --propagation private``) held
-open by a "holder" process (``sleep``).  Every Courier command runs inside it with
+open by a "holder" shell waiting on its stdin.  Every Courier command runs inside it with
 ``nsenter -t <holder pid> -m``.  Because ``<root>/run`` is a real directory, the
 daemon's socket is reachable from the host at ``<root>/run/socket``.
 
@@ -68,6 +68,14 @@ def missing_requirements() -> list[str]:
     if not os.path.isdir("/etc/courier"):
         reasons.append("/etc/courier does not exist (install courier-authlib)")
     return reasons
+
+
+def _term_when_parent_dies() -> None:
+    """preexec_fn: PR_SET_PDEATHSIG(SIGTERM), so authdaemond (which takes its
+    children with it) ends if the test process dies without close()."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 class LabError(RuntimeError):
@@ -148,11 +156,13 @@ class CourierLab:
             "mkdir -p /run/courier/authdaemon\n"
             f"mount --bind '{self.run_dir}' /run/courier/authdaemon\n"
             "echo ready\n"
-            "exec sleep infinity\n"
+            # Hold the namespace until our end of stdin closes (close(), or the
+            # test process dying), so a crashed run leaves no holder behind.
+            "read _ || true\n"
         )
         self._holder = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,
         )
         line = self._holder.stdout.readline()
@@ -251,7 +261,7 @@ class CourierLab:
                 self.nsenter_argv(["/bin/sh", "-c",
                                    "set -a; . /etc/courier/authdaemonrc; exec " + AUTHDAEMOND]),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=dict(BASE_ENV),
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_term_when_parent_dies,
             )
         finally:
             log.close()
@@ -352,7 +362,7 @@ class CourierLab:
         if holder.poll() is None:
             holder.kill()
         holder.wait()
-        for stream in (holder.stdout, holder.stderr):
+        for stream in (holder.stdin, holder.stdout, holder.stderr):
             if stream is not None:
                 stream.close()
 
