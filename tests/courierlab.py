@@ -151,23 +151,28 @@ class CourierLab:
         run_mount = "/run/courier" if os.path.isdir("/run/courier") else "/run"
         script = (
             "set -e\n"
-            f"mount --bind '{self.etc_dir}' /etc/courier\n"
-            f"mount -t tmpfs -o mode=0775,size=1m courierlab {run_mount}\n"
+            'mount --bind "$1" /etc/courier\n'
+            'mount -t tmpfs -o mode=0775,size=1m courierlab "$3"\n'
             "mkdir -p /run/courier/authdaemon\n"
-            f"mount --bind '{self.run_dir}' /run/courier/authdaemon\n"
+            'mount --bind "$2" /run/courier/authdaemon\n'
             "echo ready\n"
             # Hold the namespace until our end of stdin closes (close(), or the
             # test process dying), so a crashed run leaves no holder behind.
             "read _ || true\n"
         )
         self._holder = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script],
+            ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script,
+             "courierlab-holder", str(self.etc_dir), str(self.run_dir), run_mount],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,
         )
         line = self._holder.stdout.readline()
         if line != b"ready\n":
-            err = self._holder.stderr.read() if self._holder.poll() is not None else b""
+            try:
+                self._holder.wait(5)
+                err = self._holder.stderr.read()
+            except subprocess.TimeoutExpired:
+                err = b""
             self._kill_holder()
             raise LabError(f"cannot set up the lab namespace: {line!r} {err!r}")
         self._mntns = os.readlink(f"/proc/{self._holder.pid}/ns/mnt")
