@@ -1,0 +1,480 @@
+"""courierpassd: the poppassd password-change server (see docs/courierpassd.8).
+
+Two ways to run:
+
+* on stdin/stdout (one connection) under tcpserver, xinetd, inetd or systemd
+  socket activation with ``Accept=yes``;
+* ``--listen ADDR:PORT``: a standalone server, one thread per connection, SIGTERM
+  stops it (in-flight changes finish; idle clients get a 500).
+
+Optional implicit TLS (``--tls-cert``/``--tls-key``, client certificates checked
+against ``--tls-ca``) in both modes (stdin must then be a socket).
+
+The dialogue is :mod:`authkit.poppassd`; this module only does the I/O: reading
+with an idle timeout, the failure delay, asking the account source, logging one
+event per connection.  Exit status (stdin mode): 0 password changed (or a clean
+quit), 1 refused / protocol error / timeout, 2 usage, 111 temporary failure.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sys
+import time
+
+from .. import __version__
+from .. import poppassd as pp
+from ..errors import BadPassword, ConfigError, PolicyRefused, TemporaryFailure, UnknownUser
+from ._log import EventLog
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from ..config import Settings
+    from ..source import AccountSource
+
+PROGRAM = "courierpassd"
+USAGE = (
+    "usage: courierpassd [-hV] [-s SERVICE] [--stderr] [--config FILE] [-v]\n"
+    "                    [--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]"
+)
+#: --listen: most connections served at once; more get "500 Server busy".
+MAX_CONNECTIONS = 64
+#: how often a waiting reader or the accept loop looks at the stop flag (seconds).
+POLL = 0.25
+
+EXIT_BY_OUTCOME = {
+    pp.CHANGED: 0,
+    pp.TEMPFAIL: 111,
+}
+
+
+def _parser():  # noqa: ANN202 - argparse is imported lazily
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="poppassd-protocol password change server for Courier userdb/authdaemond.",
+        epilog="See courierpassd(8).",
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"{PROGRAM} {__version__}")
+    parser.add_argument("-s", "--service", default="login",
+                        help="service whose password is changed (<service>pw, else systempw); default login")
+    parser.add_argument("--stderr", action="store_true", help="log to stderr instead of syslog")
+    parser.add_argument("--config", metavar="FILE", help="authkit.conf to use (see authkit.conf(5))")
+    parser.add_argument("--listen", metavar="ADDR:PORT",
+                        help="serve standalone on ADDR:PORT (e.g. 127.0.0.1:106, [::1]:106)")
+    parser.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM): implicit TLS")
+    parser.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    parser.add_argument("--tls-ca", metavar="FILE", help="require client certificates signed by these CAs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="trace the dialogue on stderr (never passwords)")
+    return parser
+
+
+# -- transports ------------------------------------------------------------------
+
+
+class Closed(Exception):
+    """The peer went away (or the server is stopping) while we waited."""
+
+
+class Transport:
+    """What a session needs from a connection: ``recv(timeout)`` (``b""`` = EOF,
+    ``None`` = timed out), ``send(data)``, ``close()``."""
+
+    def recv(self, timeout: float) -> bytes | None:
+        raise NotImplementedError
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class FdTransport(Transport):
+    """stdin/stdout file descriptors (tcpserver, xinetd, inetd)."""
+
+    def __init__(self, rfd: int = 0, wfd: int = 1) -> None:
+        self.rfd, self.wfd = rfd, wfd
+
+    def recv(self, timeout: float) -> bytes | None:
+        ready, _, _ = select.select([self.rfd], [], [], max(timeout, 0))
+        if not ready:
+            return None
+        try:
+            return os.read(self.rfd, 4096)
+        except OSError:
+            return b""
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.wfd, view):]
+
+
+class SocketTransport(Transport):
+    """A connected (possibly TLS) socket; ``stopping`` ends a wait early."""
+
+    def __init__(self, sock: socket.socket, stopping: "Callable[[], bool]" = lambda: False) -> None:
+        self.sock = sock
+        self.stopping = stopping
+
+    def recv(self, timeout: float) -> bytes | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.stopping():
+                raise Closed("server stopping")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            pending = getattr(self.sock, "pending", None)
+            if not (pending and pending()):
+                self.sock.settimeout(min(left, POLL))
+            try:
+                return self.sock.recv(4096)
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.settimeout(30)
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# -- one connection ------------------------------------------------------------------
+
+
+class Server:
+    """Everything a connection needs, shared by all of them."""
+
+    def __init__(self, settings: "Settings", source: "AccountSource", service: str, log: EventLog) -> None:
+        self.settings = settings
+        self.source = source
+        self.service = service
+        self.log = log
+        self.stopping = False
+
+    def verify(self, action: pp.VerifyOld, session: pp.PoppassdSession) -> list:
+        from ..policy import check_uid
+
+        try:
+            account = self.source.authenticate(action.user, action.old, self.service)
+            check_uid(account, self.settings)
+        except UnknownUser:
+            return session.old_password_refused(pp.UNKNOWN_USER)
+        except PolicyRefused:
+            return session.old_password_refused(pp.LOW_UID)
+        except BadPassword:
+            return session.old_password_refused(pp.BAD_PASSWORD)
+        except TemporaryFailure as exc:
+            return session.server_error(str(exc))
+        except Exception as exc:  # anything unexpected is temporary
+            return session.server_error(f"internal error: {type(exc).__name__}")
+        return session.old_password_ok()
+
+    def change(self, action: pp.ChangePassword, session: pp.PoppassdSession) -> list:
+        try:
+            self.source.change_password(action.user, action.old, action.new, self.service)
+        except PolicyRefused as exc:
+            return session.change_refused(str(exc))
+        except UnknownUser:
+            return session.old_password_refused(pp.UNKNOWN_USER)
+        except BadPassword:
+            return session.old_password_refused(pp.BAD_PASSWORD)
+        except TemporaryFailure as exc:
+            return session.server_error(str(exc))
+        except Exception as exc:
+            return session.server_error(f"internal error: {type(exc).__name__}")
+        return session.password_changed()
+
+    def handle(self, transport: Transport, peer: str | None) -> str:
+        """Run one dialogue to its end; log it; return the outcome."""
+        session = pp.PoppassdSession(self.settings, __version__)
+        log = self.log
+        started = time.monotonic()
+        outcome = pp.ABORTED
+        detail = ""
+        pending = session.start()
+        deadline = time.monotonic() + self.settings.idle_timeout
+        action_started = started
+        try:
+            while True:
+                if not pending:
+                    left = deadline - time.monotonic()
+                    try:
+                        data = transport.recv(left) if left > 0 else None
+                    except Closed:
+                        pending = session.shutdown()
+                        continue
+                    if data is None:
+                        pending = session.timeout()
+                    else:
+                        pending = session.receive_data(data)
+                        if pending:
+                            deadline = time.monotonic() + self.settings.idle_timeout
+                    continue
+                action = pending.pop(0)
+                if isinstance(action, pp.Reply):
+                    log.debug(f"S: {action.code} {action.text}")
+                    transport.send(action.data)
+                elif isinstance(action, pp.Delay):
+                    wait = action_started + action.seconds - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                elif isinstance(action, pp.VerifyOld):
+                    log.debug(f"C: user/pass for {action.user!r}")
+                    action_started = time.monotonic()
+                    pending = self.verify(action, session) + pending
+                elif isinstance(action, pp.ChangePassword):
+                    log.debug("C: newpass")
+                    action_started = time.monotonic()
+                    pending = self.change(action, session) + pending
+                    deadline = time.monotonic() + self.settings.idle_timeout
+                elif isinstance(action, pp.Close):
+                    outcome, detail = action.outcome, action.detail
+                    break
+        except (OSError, Closed) as exc:
+            # the client vanished while we were writing; a committed change stands
+            outcome = session.outcome or (pp.CHANGED if session.state == pp.WANT_QUIT else pp.ABORTED)
+            detail = detail or f"connection lost: {getattr(exc, 'strerror', None) or exc}"
+        finally:
+            transport.close()
+        if outcome == pp.TEMPFAIL:
+            log.line(f"passwd user={_safe(session.user)} ip={_safe(peer)} service={self.service} "
+                     f"result={outcome.replace(' ', '-')} error={_safe(detail, 200)}", 3)
+        else:
+            log.event("passwd", user=session.user, ip=peer, service=self.service,
+                      result=outcome.replace(" ", "-"), reason=detail,
+                      seconds=f"{time.monotonic() - started:.2f}")
+        return outcome
+
+
+def _safe(value: str | None, limit: int = 128) -> str:
+    from ._log import safe
+
+    return safe(value or "-", limit)
+
+
+# -- TLS ----------------------------------------------------------------------------
+
+
+def tls_context(cert: str, key: str, ca: str | None):  # noqa: ANN201
+    """A server SSLContext (TLS 1.2+); with ``ca``, client certificates are required."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if ca:
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _wrap(context, sock: socket.socket, timeout: float) -> socket.socket:  # noqa: ANN001
+    sock.settimeout(timeout)
+    return context.wrap_socket(sock, server_side=True)
+
+
+# -- modes --------------------------------------------------------------------------
+
+
+def _peer_from_fd0() -> str | None:
+    env = os.environ
+    if env.get("TCPREMOTEIP"):
+        return env["TCPREMOTEIP"]
+    if env.get("REMOTE_HOST"):  # xinetd
+        return env["REMOTE_HOST"]
+    try:
+        sock = socket.socket(fileno=os.dup(0))
+    except OSError:
+        return None
+    try:
+        peer = sock.getpeername()
+        return peer[0] if isinstance(peer, tuple) else str(peer) or None
+    except OSError:
+        return None
+    finally:
+        sock.close()
+
+
+def serve_stdio(server: Server, context=None) -> int:  # noqa: ANN001
+    """One connection on fds 0/1.  Returns the exit status."""
+    peer = _peer_from_fd0()
+    if context is not None:
+        try:
+            raw = socket.socket(fileno=os.dup(0))
+        except OSError:
+            server.log.line("TLS needs a socket on standard input", 3)
+            return 111
+        try:
+            transport: Transport = SocketTransport(_wrap(context, raw, server.settings.idle_timeout))
+        except (OSError, ValueError) as exc:
+            server.log.event("passwd", ip=peer, result="tls-error", reason=str(exc))
+            raw.close()
+            return 1
+    else:
+        transport = FdTransport(0, 1)
+    outcome = server.handle(transport, peer)
+    return EXIT_BY_OUTCOME.get(outcome, 1)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``ADDR:PORT`` (``[v6]:PORT`` for IPv6) -> ``(addr, port)``; ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--listen wants ADDR:PORT, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port out of range: {port}")
+    return host, int(port)
+
+
+def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: ANN001
+                 ready: "Callable[[socket.socket], None] | None" = None) -> int:
+    """Accept connections until SIGTERM/SIGINT, one thread each."""
+    import signal
+    import threading
+
+    # _crypt holds the GIL while hashing; the ctypes path releases it, so that
+    # concurrent verifications run in parallel (see authkit.schemes.cryptlib).
+    from ..schemes import cryptlib
+
+    cryptlib._c_crypt = None
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as exc:
+        server.log.line(f"cannot listen on {host}:{port}: {exc.strerror}", 3)
+        listener.close()
+        return 111
+    listener.settimeout(POLL)
+    bound = listener.getsockname()
+    server.log.line(f"listening on {bound[0]}:{bound[1]}{' (TLS)' if context else ''}")
+    if ready is not None:
+        ready(listener)
+
+    def stop(signum: int, frame: object) -> None:
+        server.stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    threads: set[threading.Thread] = set()
+    lock = threading.Lock()
+
+    def run(conn: socket.socket, peer: str) -> None:
+        try:
+            if context is not None:
+                try:
+                    conn = _wrap(context, conn, server.settings.idle_timeout)
+                except (OSError, ValueError) as exc:
+                    server.log.event("passwd", ip=peer, result="tls-error", reason=str(exc))
+                    conn.close()
+                    return
+            server.handle(SocketTransport(conn, lambda: server.stopping), peer)
+        finally:
+            with lock:
+                threads.discard(threading.current_thread())
+
+    try:
+        while not server.stopping:
+            try:
+                conn, addr = listener.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                server.log.line(f"accept failed: {exc.strerror}", 4)
+                time.sleep(POLL)
+                continue
+            peer = addr[0]
+            with lock:
+                busy = len(threads) >= MAX_CONNECTIONS
+            if busy:
+                try:
+                    conn.sendall(pp.SERVER_BUSY.data)
+                except OSError:
+                    pass
+                conn.close()
+                server.log.event("passwd", ip=peer, result="busy")
+                continue
+            thread = threading.Thread(target=run, args=(conn, peer), daemon=True)
+            with lock:
+                threads.add(thread)
+            thread.start()
+    finally:
+        listener.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    # in-flight changes finish; idle readers see the stop flag within POLL seconds
+    while True:
+        with lock:
+            remaining = list(threads)
+        if not remaining:
+            break
+        for thread in remaining:
+            thread.join(60)
+    server.log.line("stopped")
+    return 0
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    args = _parser().parse_args(argv)
+    log = EventLog(PROGRAM, args.stderr, args.verbose)
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_ca and not args.tls_cert):
+        os.write(2, f"{PROGRAM}: --tls-cert and --tls-key go together (--tls-ca needs both)\n{USAGE}\n".encode())
+        return 2
+    listen = None
+    if args.listen:
+        try:
+            listen = parse_listen(args.listen)
+        except ValueError as exc:
+            os.write(2, f"{PROGRAM}: {exc}\n{USAGE}\n".encode())
+            return 2
+    from ..config import load_settings, open_source
+
+    def problem(path: str, lineno: int, message: str) -> None:
+        log.line(f"{path}:{lineno}: {message}", 4)
+
+    try:
+        settings = load_settings(args.config)
+        source = open_source(settings, on_problem=problem)
+    except ConfigError as exc:
+        log.line(f"configuration error: {exc}", 3)
+        if not args.stderr:
+            os.write(2, f"{PROGRAM}: {exc}\n".encode("utf-8", "backslashreplace"))
+        return 111
+    context = None
+    if args.tls_cert:
+        try:
+            context = tls_context(args.tls_cert, args.tls_key, args.tls_ca)
+        except (OSError, ValueError) as exc:
+            log.line(f"TLS setup failed: {exc}", 3)
+            return 111
+    server = Server(settings, source, args.service, log)
+    try:
+        if listen is not None:
+            return serve_listen(server, listen[0], listen[1], context)
+        return serve_stdio(server, context)
+    finally:
+        source.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
