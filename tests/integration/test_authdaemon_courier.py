@@ -286,3 +286,24 @@ def test_daemon_started_again_answers_again(lab, src) -> None:
         src.lookup("andrew@example.com")
     lab.start_daemon()
     assert src.lookup("andrew@example.com").uid == 5000
+
+
+def test_our_request_limits_are_the_daemons(lab) -> None:
+    """One byte past MAX_LINE / MAX_AUTH_BODY the real daemon drops the connection
+    without a reply (a temporary failure), so the builders refuse there; at the
+    limits it answers."""
+    from authkit.authdaemon import client, protocol
+
+    def send(request: bytes) -> object:
+        return client.exchange(str(lab.socket_path), request, protocol.AccountReplyReader(),
+                               read_timeout=15)
+
+    assert send(b"PRE . login " + b"x" * (protocol.MAX_LINE - 12) + b"\n") is protocol.FAIL
+    with pytest.raises(TemporaryFailure):
+        send(b"PRE . login " + b"x" * (protocol.MAX_LINE - 11) + b"\n")
+    body = b"login\nlogin\nandrew@example.com\n"
+    body += b"p" * (protocol.MAX_AUTH_BODY - len(body) - 1) + b"\n"
+    assert send(b"AUTH %d\n" % len(body) + body) is protocol.FAIL
+    body = body[:-1] + b"p\n"
+    with pytest.raises(TemporaryFailure):
+        send(b"AUTH %d\n" % len(body) + body)
