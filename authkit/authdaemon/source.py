@@ -19,7 +19,7 @@ connection pool (the daemon closes after each reply) or a cache.
 
 from __future__ import annotations
 
-from os import environ
+from os import environ, stat
 
 from ..errors import BadPassword, ConfigError, TemporaryFailure, UnknownUser
 from ..source import AccountSource
@@ -30,6 +30,38 @@ if TYPE_CHECKING:
     from typing import Iterator
 
     from ..account import Account
+
+
+#: Where Courier's authdaemond puts its socket (``<authdaemonvar>/socket``, a
+#: compile-time path), most likely first.  Used only when nothing is configured.
+DEFAULT_SOCKET_PATHS = (
+    "/run/courier/authdaemon/socket",           # Debian >= 9, Ubuntu (Debian 12 binaries)
+    "/var/run/courier/authdaemon/socket",       # older Debian/Ubuntu
+    "/var/spool/authdaemon/socket",             # Fedora/RHEL/CentOS, upstream RPM spec
+    "/run/courier-authlib/socket",              # openSUSE (systemd)
+    "/var/run/courier-authlib/socket",          # openSUSE (sysvinit)
+    "/var/lib/courier/authdaemon/socket",       # Gentoo
+    "/run/authdaemon/socket",                   # Arch Linux (AUR)
+    "/var/run/authdaemond/socket",              # FreeBSD ports
+    "/usr/local/var/spool/authdaemon/socket",   # upstream default, --prefix=/usr/local
+    "/usr/local/courier-authlib/var/spool/authdaemon/socket",  # --prefix=/usr/local/courier-authlib
+)
+
+
+def find_socket(paths: "tuple[str, ...] | list[str]" = DEFAULT_SOCKET_PATHS) -> "str | None":
+    """The first of ``paths`` that is a socket, or whose directory this process
+    may not search (Debian's is 0750 courier:courier: connecting will then say
+    "permission denied" and name it); None when none exists."""
+    for path in paths:
+        try:
+            mode = stat(path).st_mode
+        except PermissionError:
+            return path
+        except (OSError, ValueError):
+            continue
+        if mode & 0o170000 == 0o140000:  # S_IFSOCK
+            return path
+    return None
 
 
 def _getpwnam(name: str) -> "tuple[int, int] | None":
@@ -175,4 +207,4 @@ class AuthdaemonSource(AccountSource):
         return f"AuthdaemonSource({self.socket_path!r})"
 
 
-__all__ = ["AuthdaemonSource"]
+__all__ = ["DEFAULT_SOCKET_PATHS", "AuthdaemonSource", "find_socket"]

@@ -458,3 +458,31 @@ def test_source_description_and_close() -> None:
     assert src.description == "authdaemond /run/courier/authdaemon/socket"
     src.close()
     src.close()
+
+
+# --- finding Courier's socket ---------------------------------------------------
+
+def test_find_socket_returns_the_first_existing_socket(daemon, sockdir: str) -> None:
+    from authkit.authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
+
+    fake = daemon(reply(b"FAIL\n"))
+    plain = os.path.join(sockdir, "plain-file")
+    open(plain, "w").close()
+    missing = os.path.join(sockdir, "missing", "socket")
+    assert find_socket([missing, plain, fake.path]) == fake.path
+    assert find_socket([missing, plain]) is None
+    assert DEFAULT_SOCKET_PATHS[0] == "/run/courier/authdaemon/socket"
+
+
+def test_find_socket_returns_a_path_it_may_not_search(monkeypatch) -> None:
+    from authkit.authdaemon import source as source_module
+
+    def stat(path: str) -> os.stat_result:
+        if path.startswith("/locked/"):
+            raise PermissionError(13, "Permission denied", path)
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    # a fake stat: as root every directory is searchable, so the real one cannot say no
+    monkeypatch.setattr(source_module, "stat", stat)
+    assert source_module.find_socket(["/missing/socket", "/locked/socket"]) == "/locked/socket"
+    assert source_module.find_socket(["/missing/socket"]) is None
