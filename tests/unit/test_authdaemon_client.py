@@ -486,3 +486,21 @@ def test_find_socket_returns_a_path_it_may_not_search(monkeypatch) -> None:
     monkeypatch.setattr(source_module, "stat", stat)
     assert source_module.find_socket(["/missing/socket", "/locked/socket"]) == "/locked/socket"
     assert source_module.find_socket(["/missing/socket"]) is None
+
+
+def test_no_error_message_holds_the_password(daemon) -> None:
+    secret = b"s3cret-Pw"
+    fake = daemon(reply(b"FAIL\n"), reply(b"UID=1\nPASSWD2=s3cret-Pw\n"),
+                  reply(b"PASSWD2=s3cret-Pw\nbad line\n.\n"), reply(b"FAIL\n"))
+    src = source(fake.path)
+    messages = []
+    for call in (lambda: src.authenticate("a", secret),
+                 lambda: src.authenticate("a", secret),
+                 lambda: src.authenticate("a", secret),
+                 lambda: src.change_password("a", secret, b"new-" + secret),
+                 lambda: src.change_password("a", secret, b"bad|" + secret),
+                 lambda: src.authenticate("a\n", secret)):
+        with pytest.raises(Exception) as info:
+            call()
+        messages.append(str(info.value) + repr(info.value))
+    assert not any("s3cret" in message for message in messages), messages

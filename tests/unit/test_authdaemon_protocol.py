@@ -477,3 +477,49 @@ def test_enumeration_line_longer_than_courier_linebuf_is_a_temporary_failure() -
     reader = EnumerateReader()
     with pytest.raises(ProtocolError, match="longer"):
         reader.receive_data(b"a\t1\t1\t/" + b"h" * 9000 + b"\n.\n")
+
+
+# --- properties ------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+READERS = [AccountReplyReader, PasswdReplyReader, EnumerateReader]
+
+
+@settings(max_examples=300, deadline=None)
+@given(reader_index=st.sampled_from(range(3)),
+       chunks=st.lists(st.binary(max_size=40) | st.sampled_from(
+           [b"\n", b".\n", b"FAIL\n", b"OK\n", b"UID=1\n", b"a\t1\t1\t/h\n", b"# m\n"]),
+           max_size=12))
+def test_readers_raise_nothing_but_protocol_error(reader_index: int, chunks: list[bytes]) -> None:
+    reader = READERS[reader_index]()
+    try:
+        for chunk in chunks + [b""]:
+            reader.receive_data(chunk)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=30), password=st.binary(max_size=30))
+def test_no_name_or_password_adds_a_request_line(name: str, password: bytes) -> None:
+    try:
+        request = pre_request("login", name)
+    except Rejected:
+        pass
+    else:
+        assert request.count(b"\n") == 1 and request.endswith(b"\n")
+    try:
+        request = login_request("login", name, password)
+    except Rejected:
+        pass
+    else:
+        head, _, body = request.partition(b"\n")
+        assert int(head[5:]) == len(body) and body.count(b"\n") == 4
+    try:
+        request = passwd_request("login", name, password or b"x", b"new")
+    except Rejected:
+        pass
+    else:
+        assert request.count(b"\n") == 1 and request.count(b"\t") == 3
