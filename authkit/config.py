@@ -35,14 +35,10 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "/etc/authkit/authkit.conf"
 DEFAULT_USERDBS = ("/etc/courier/userdb", "/usr/local/etc/userdb")
-DEFAULT_SOCKETS = (
-    "/run/courier/authdaemon/socket",
-    "/var/run/courier/authdaemon/socket",
-    "/var/lib/courier/authdaemon/socket",
-    "/var/run/courier-authdaemon/socket",
-    "/usr/local/var/authdaemon/socket",
-    "/var/spool/authdaemon/socket",
-)
+# Courier's default authdaemond socket paths, across distributions: the list lives
+# beside the client (authkit.authdaemon.source.DEFAULT_SOCKET_PATHS); None here
+# means "that list".
+DEFAULT_SOCKETS: "tuple[str, ...] | None" = None
 
 # key -> (type, default).  Types: str, int, float.
 _SCHEMA: dict[str, tuple[type, object]] = {
@@ -138,15 +134,6 @@ def read_config(path: str) -> dict[str, object]:
     return parse_config(text, path)
 
 
-def _is_socket(path: str) -> bool:
-    import stat
-
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
 def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | None" = None) -> Settings:
     """Settings with the account source chosen as the module docstring says.
     Raises ``ConfigError`` for an unreadable or malformed config file or when no
@@ -182,10 +169,14 @@ def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | 
             return settings
         if file_decides or kind:
             raise ConfigError(f"{config_path}: names no account source (set userdb or authdaemon_socket)")
-    for socket_path in DEFAULT_SOCKETS:
-        if _is_socket(socket_path):
-            settings.source_kind, settings.source_path = "authdaemon", socket_path
-            return settings
+    from .authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
+
+    # A socket, or one in a directory we may not search (Debian's is 0750
+    # courier:courier): the connection error will then name it.
+    socket_path = find_socket(DEFAULT_SOCKETS if DEFAULT_SOCKETS is not None else DEFAULT_SOCKET_PATHS)
+    if socket_path:
+        settings.source_kind, settings.source_path = "authdaemon", socket_path
+        return settings
     for userdb in DEFAULT_USERDBS:
         if os.path.exists(userdb) or os.path.exists(userdb + ".dat"):
             settings.source_kind, settings.source_path = "userdb", userdb
@@ -218,7 +209,8 @@ def open_source(
             read_timeout=settings.authdaemon_read_timeout,
             enumerate_timeout=settings.authdaemon_enumerate_timeout,
             defdomain=settings.defdomain or env.get("DEFDOMAIN", ""),
-            remote_ip=env.get("TCPREMOTEIP"),
+            domainsep=env.get("DOMAINSEP") or None,
+            remote_ip=env.get("TCPREMOTEIP", ""),
         )
     from .userdb.source import UserdbSource
 

@@ -95,3 +95,24 @@ def test_courier_defaults_fall_back_to_userdb_then_fail(tmp_path, monkeypatch):
     (tmp_path / "b.dat").unlink()
     with pytest.raises(ConfigError, match="no account source"):
         load_settings(None, {})
+
+
+def test_open_source_builds_authdaemon_client_from_settings_and_environment(tmp_path):
+    from authkit.config import open_source
+
+    conf = tmp_path / "a.conf"
+    conf.write_text("authdaemon_socket = /s\nauthdaemon_read_timeout = 5\ndefdomain = @example.com\n")
+    environ = {"TCPREMOTEIP": "192.0.2.7", "DOMAINSEP": "@%"}
+    source = open_source(config_path=str(conf), environ=environ)
+    assert (source.socket_path, source.read_timeout, source.defdomain) == ("/s", 5.0, "@example.com")
+    assert (source.remote_ip, source.domainsep) == ("192.0.2.7", "@%")
+    assert open_source(config_path=str(conf), environ={}).remote_ip == ""
+
+
+def test_open_source_builds_userdb_source_with_policy_settings(tmp_path):
+    from authkit.config import open_source
+
+    conf = tmp_path / "a.conf"
+    conf.write_text("userdb = /u\nhash_scheme = SSHA\ndefault_options = wbnoimages=1\n")
+    source = open_source(config_path=str(conf), environ={})
+    assert (source.path, source.hash_scheme, source.default_options) == ("/u", "SSHA", "wbnoimages=1")
