@@ -384,7 +384,8 @@ def _enumerated_account(line: bytes) -> "Account | None":
     if len(fields) < 4:
         return None
     name, uid, gid, home = fields[0], fields[1], fields[2], fields[3]
-    if not (uid.isdigit() and gid.isdigit()) or int(uid) == 0 or int(gid) == 0:
+    if (not (uid.isdigit() and gid.isdigit()) or max(len(uid), len(gid)) > 10
+            or int(uid) == 0 or int(gid) == 0):
         return None
     maildir = fields[4] if len(fields) > 4 else b""
     options = fields[5] if len(fields) > 5 else b""
@@ -398,7 +399,7 @@ def _number(fields: "dict[str, str]", key: str) -> int:
     value = fields.get(key)
     if value is None:
         raise ProtocolError(f"authdaemond's reply has no {key}")
-    if not (value.isascii() and value.isdigit()):
+    if not (value.isascii() and value.isdigit()) or len(value) > 10:
         raise ProtocolError(f"authdaemond's reply has a {key} that is not a number")
     return int(value)
 

@@ -78,8 +78,11 @@ def read_file(path: str) -> bytes:
 
 def find_in_data(data: bytes, name: bytes) -> tuple[int, int] | None:
     """Start and end offsets (end excludes the newline) of the first line of
-    ``data`` whose name is exactly ``name``, or None.  A byte-level search: the
+    ``data`` whose name is exactly ``name``, or None (always None for a name
+    starting with ``#``: such a line is a comment).  A byte-level search: the
     cost of a lookup in a text userdb is one ``bytes.find`` pass, not a parse."""
+    if name[:1] == b"#":
+        return None  # a "#" line is a comment (a commented-out record), never an account
     needle = name + b"\t"
     start = 0
     while True:

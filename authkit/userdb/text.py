@@ -123,7 +123,8 @@ def make_account(
     gid = values.get("gid")
     if not home or uid is None or gid is None:
         raise InvalidRecord("record lacks home, uid or gid")
-    if not (uid.isdigit() and gid.isdigit() and uid.isascii() and gid.isascii()):
+    if not (uid.isdigit() and gid.isdigit() and uid.isascii() and gid.isascii()) or max(len(uid), len(gid)) > 10:
+        # (more than 10 digits is no 32-bit id, and int() refuses over 4300 digits)
         raise InvalidRecord("uid or gid is not a number")
     if passwords is None:
         passwords = {k: v for k, v in values.items() if k.endswith("pw")}
