@@ -48,7 +48,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / "bin"
 COURIERPASSWD = BIN / "courierpasswd"
-GETVUSERHOME = BIN / "getvuserhome.sh"
 SYSTEM_PYTHON = "/usr/bin/python3"
 TMDA_REQUIREMENT = "TMDAng==1.0.3"
 NOBODY = 65534
@@ -111,10 +110,17 @@ def _as_nobody(argv: list[str]) -> list[str]:
     return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *argv]
 
 
+def _nobody_can_read(path: Path) -> bool:
+    return subprocess.run(_as_nobody(["test", "-r", str(path)]), capture_output=True).returncode == 0
+
+
 def _tmda_venv() -> Path:
-    """The venv with TMDAng, created on first use (pip from PyPI).  Skips the
-    test when it cannot be made (no network, no venv module)."""
-    venv = Path(os.environ.get("AUTHKIT_TMDA_VENV") or REPO / ".venv-tmda")
+    """The venv with TMDAng, created on first use (pip from PyPI):
+    ``$AUTHKIT_TMDA_VENV``, else ``.venv-tmda`` in the repository when nobody
+    can read it, else ``/var/tmp/authkit-venv-tmda``.  Skips the test when it
+    cannot be made (no network, no venv module)."""
+    default = REPO / ".venv-tmda" if _nobody_can_read(BIN) else Path("/var/tmp/authkit-venv-tmda")
+    venv = Path(os.environ.get("AUTHKIT_TMDA_VENV") or default)
     ofmipd = venv / "bin" / "tmda-ofmipd"
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(str(venv) + ".lock", "w") as lock:
@@ -157,7 +163,7 @@ def requirements() -> None:
         pytest.skip("TMDAng needs asyncore/asynchat (Python < 3.12)")
     if not COURIERPASSWD.exists():
         pytest.skip("bin/courierpasswd is not there yet")
-    if _unsafe_for_shell(REPO):
+    if _unsafe_for_shell(REPO) or _unsafe_for_shell(Path(tempfile.gettempdir())):
         pytest.skip(f"TMDA passes -A/-S through /bin/sh unquoted; {REPO} has shell syntax")
 
 
@@ -167,6 +173,17 @@ class World:
 
     def __init__(self, root: Path, lab: CourierLab) -> None:
         self.root = root
+        # The programs nobody runs: this checkout's, or a copy when nobody cannot
+        # read the checkout (a CI clone under /root, say).
+        if _nobody_can_read(BIN / "courieruserinfo"):
+            bindir = BIN
+        else:
+            shutil.copytree(REPO / "authkit", root / "repo" / "authkit",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(BIN, root / "repo" / "bin")
+            bindir = root / "repo" / "bin"
+        self.getvuserhome = bindir / "getvuserhome.sh"
+        self.courierpasswd = bindir / "courierpasswd"
         self.out = root / "out"
         self.out.mkdir()
         os.chown(self.out, NOBODY, NOBODY)
@@ -244,8 +261,8 @@ def ofmipd(world: World):
     argv = _as_nobody([
         str(venv / "bin" / "tmda-ofmipd"), "-f", "-d", "-P",
         "-p", f"127.0.0.1:{port}",
-        "-A", f"{COURIERPASSWD} --stderr -- /bin/true",
-        "-S", str(GETVUSERHOME),
+        "-A", f"{world.courierpasswd} --stderr -- /bin/true",
+        "-S", str(world.getvuserhome),
     ])
     # cwd: a directory nobody may write, so that a stray `touch MARK` would succeed
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
@@ -374,7 +391,7 @@ def _tmda_style_call(world: World, user: str, domain: str, cwd: Path) -> subproc
     """The call TMDA makes, ``sh -c "script user domain"``, with USER and DOMAIN
     quoted so that they reach the script as data (what happens to unquoted
     metacharacters in TMDA's own shell is TMDA's business)."""
-    command = f"{GETVUSERHOME} {shlex.quote(user)} {shlex.quote(domain)}"
+    command = f"{world.getvuserhome} {shlex.quote(user)} {shlex.quote(domain)}"
     return subprocess.run(_as_nobody(["/bin/sh", "-c", command]), capture_output=True,
                           env=world.env, cwd=cwd, timeout=60)
 
@@ -386,7 +403,7 @@ def test_hostile_names_reach_courieruserinfo_as_data(requirements, world: World,
     for user, domain in ((name, "example.org"), ("alice", name), (name, "")):
         proc = _tmda_style_call(world, user, domain, cwd)
         assert (proc.returncode, proc.stdout) == (1, b""), (user, domain, proc.stderr)
-        direct = subprocess.run(_as_nobody([str(GETVUSERHOME), user, domain]),
+        direct = subprocess.run(_as_nobody([str(world.getvuserhome), user, domain]),
                                 capture_output=True, env=world.env, cwd=cwd, timeout=60)
         assert (direct.returncode, direct.stdout) == (1, b""), (user, domain, direct.stderr)
     assert world.markers() == []
@@ -402,7 +419,7 @@ def test_account_with_a_hostile_name_is_found_literally(requirements, world: Wor
 def test_script_prints_only_the_home_and_fails_empty_for_unknown(requirements,
                                                                  world: World) -> None:
     run = lambda *args: subprocess.run(  # noqa: E731
-        _as_nobody([str(GETVUSERHOME), *args]), capture_output=True, env=world.env, timeout=60)
+        _as_nobody([str(world.getvuserhome), *args]), capture_output=True, env=world.env, timeout=60)
     assert run("alice", "example.org").stdout == (ALICE_HOME + "\n").encode()
     assert run("bob").stdout == (BOB_HOME + "\n").encode()
     assert run("bob", "").stdout == (BOB_HOME + "\n").encode()
@@ -417,7 +434,7 @@ def test_courieruserinfo_env_var_names_the_program(requirements, world: World) -
     fake = world.root / "fake-userinfo"
     fake.write_text('#!/bin/sh\nprintf "homedir=/from/fake/%s\\n" "$3"\n')
     fake.chmod(0o755)
-    proc = subprocess.run(_as_nobody([str(GETVUSERHOME), "alice", "example.org"]),
+    proc = subprocess.run(_as_nobody([str(world.getvuserhome), "alice", "example.org"]),
                           capture_output=True, env={**world.env, "COURIERUSERINFO": str(fake)},
                           timeout=60)
     assert (proc.returncode, proc.stdout) == (0, b"/from/fake/alice@example.org\n")
