@@ -9,6 +9,7 @@ authtest.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -291,3 +292,41 @@ def test_module_runs_as_script(env) -> None:
     proc = subprocess.run([sys.executable, "-m", "authkit.cli.courieruserinfo", "-u", "bare"],
                           capture_output=True, env={"PATH": "/usr/bin:/bin", **env}, cwd=REPO)
     assert (proc.returncode, proc.stdout) == (0, b"uid=7\ngid=8\n")
+
+
+# ------------------------------------------------ getvuserhome.sh (docs/getvuserhome.sh.8)
+
+GETVUSERHOME = REPO / "bin" / "getvuserhome.sh"
+
+
+def _vhome(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(GETVUSERHOME), *args], capture_output=True, cwd=cwd,
+                          env={"PATH": "/usr/bin:/bin", **env}, timeout=60)
+
+
+def test_getvuserhome_prints_only_the_home_of_user_at_domain(env) -> None:
+    assert _vhome(env, "andrew", "example.com").stdout == b"/home/vmail/example.com/andrew\n"
+    assert _vhome(env, "bare").stdout == b"/h/bare\n"
+    assert _vhome(env, "bare", "").stdout == b"/h/bare\n"
+
+
+def test_getvuserhome_unknown_user_exits_1_with_empty_stdout(env) -> None:
+    proc = _vhome(env, "andrew", "example.org")
+    assert (proc.returncode, proc.stdout) == (1, b"")
+
+
+@pytest.mark.parametrize("args", [(), ("a", "b", "c"), ("", "example.com")])
+def test_getvuserhome_bad_arguments_exit_2_with_empty_stdout(env, args) -> None:
+    proc = _vhome(env, *args)
+    assert (proc.returncode, proc.stdout) == (2, b"")
+
+
+@pytest.mark.parametrize("name", ["x;touch MARK", "$(touch MARK)", "`touch MARK`",
+                                  "x' ; touch MARK ; '", "a b $(touch MARK)", "-d;touch MARK"])
+def test_getvuserhome_treats_shell_syntax_as_data(env, tmp_path: Path, name: str) -> None:
+    command = f"{GETVUSERHOME} {shlex.quote(name)} {shlex.quote(name)}"
+    proc = subprocess.run(["/bin/sh", "-c", command], capture_output=True, cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", **env}, timeout=60)
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert not (tmp_path / "MARK").exists()
+    (tmp_path / "probe").touch()  # the directory was writable: the check meant something
