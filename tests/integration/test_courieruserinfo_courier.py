@@ -21,7 +21,6 @@ DEFAULTOPTIONS (given to authkit's userdb reader as ``default_options``).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
