@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # Real peers the integration tests run (Debian 12 package names).
 DEBIAN_PACKAGES := \
 	courier-authlib courier-authlib-userdb courier-authdaemon \
-	libgdbm6 python3-gdbm whois util-linux \
+	libgdbm6 python3-gdbm python3-venv whois util-linux \
 	ucspi-tcp daemontools xinetd stunnel4 \
 	dovecot-core dovecot-imapd qpsmtpd swaks \
 	php-cli php-net-socket roundcube-plugins poppass-cgi \
