@@ -165,6 +165,14 @@ class Server:
         self.log = log
         self.stopping = False
 
+    def _trace(self) -> None:
+        """With -v, the traceback of an unexpected error (it holds no secret:
+        passwords are never in exception messages)."""
+        if self.log.verbose:
+            import traceback
+
+            self.log.debug(traceback.format_exc().replace("\n", " | "))
+
     def verify(self, action: pp.VerifyOld, session: pp.PoppassdSession) -> list:
         from ..policy import check_uid
 
@@ -180,6 +188,7 @@ class Server:
         except TemporaryFailure as exc:
             return session.server_error(str(exc))
         except Exception as exc:  # anything unexpected is temporary
+            self._trace()
             return session.server_error(f"internal error: {type(exc).__name__}")
         return session.old_password_ok()
 
@@ -195,6 +204,7 @@ class Server:
         except TemporaryFailure as exc:
             return session.server_error(str(exc))
         except Exception as exc:
+            self._trace()
             return session.server_error(f"internal error: {type(exc).__name__}")
         return session.password_changed()
 
@@ -342,6 +352,20 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _preload() -> None:
+    """Import every module a change may need before threads start: the schemes
+    registry's lazy ``_handler`` returns a partially initialised module to a second
+    thread while a first one is still importing it (AttributeError)."""
+    import importlib
+
+    for name in ("authkit.schemes.unixcrypt", "authkit.schemes.digests", "authkit.schemes.hmacstate",
+                 "authkit.userdb.edit", "authkit.userdb.gdbm", "authkit.policy", "authkit.account"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: ANN001
                  ready: "Callable[[socket.socket], None] | None" = None) -> int:
     """Accept connections until SIGTERM/SIGINT, one thread each."""
@@ -353,6 +377,7 @@ def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: AN
     from ..schemes import cryptlib
 
     cryptlib._c_crypt = None
+    _preload()
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
