@@ -1,0 +1,473 @@
+"""makeuserdb: compile a Courier userdb text into ``userdb.dat`` + ``userdbshadow.dat``.
+
+What Courier's ``makeuserdb`` does (spec courier-authlib.md section 2), with the
+same results byte for byte and the same refusals:
+
+* the source is ``root`` (a file, or a directory whose files below it, recursively,
+  names starting with ``.`` skipped, are all read);
+* refused before anything is written: ``root`` missing, a symlink, or with any
+  group/world permission bit; ``<root>.dat`` or ``<root>shadow.dat`` a symlink;
+* per record line ``name<TAB>fields``: the fields whose name ends in ``pw`` and that
+  have a ``=`` go to the shadow record, the others to the main record, and
+  ``_=<location>`` is appended to the main record (``<location>`` = the source
+  file's path relative to ``root`` plus ``/``, "" for a single file; computed from
+  authkit's own root, so ``--userdb PATH`` gets it right where Courier's ``-f`` does
+  not);  fields are split like Perl's ``split(/\\|/)`` (inner empty fields kept,
+  trailing ones dropped) so that values are identical to Courier's;
+* both files are written as GDBM (``GDBM_NEWDB`` + insert) to ``<root>.tmp`` and
+  ``<root>shadow.tmp`` (modes 0644 and 0600), fsync'ed and renamed into place, the
+  shadow file first, under makeuserdb's lock ``<root>.lock``.
+
+Where authkit differs, on purpose:
+
+* a **duplicate name** anywhere in the source is an error naming both places, and
+  *nothing* is replaced (Courier keeps the old ``userdb.dat`` but replaces the
+  shadow file);
+* a **malformed line** (text without a TAB, or an empty name) is an error naming
+  ``file:line``, and nothing is replaced (Courier stores such a line as a bogus
+  record ``line -> "1"`` in both files, or silently skips an empty name).  Lines
+  that are empty, blank (only spaces/tabs... but no TAB separator) or start with
+  ``#`` are skipped.
+
+Memory stays flat as the userdb grows: the text is streamed line by line and
+duplicates are found by GDBM's insert itself (no set of names is kept).  The two
+files are written by two processes (a forked child writes the shadow file), so a
+1M-account compile uses both cores; ``parallel=False`` does everything in one.
+
+Errors: :class:`CompileError` (a ``Misuse``, exit 2) for a refused or malformed
+source; ``TemporaryFailure`` for I/O errors.  Messages never quote field values.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from ..errors import Misuse, TemporaryFailure
+from . import files
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
+
+    Progress = Callable[[int, int, int], None]
+
+
+class CompileError(Misuse):
+    """The userdb cannot be compiled as it is (refused path, malformed line,
+    duplicate name).  Nothing was replaced."""
+
+
+class CompileResult:
+    """What a compile did: ``records`` stored in ``userdb.dat``,
+    ``shadow_records`` in ``userdbshadow.dat``, ``seconds`` taken, ``bytes`` of text
+    read."""
+
+    __slots__ = ("records", "shadow_records", "seconds", "bytes")
+
+    def __init__(self, records: int, shadow_records: int, seconds: float, nbytes: int) -> None:
+        self.records = records
+        self.shadow_records = shadow_records
+        self.seconds = seconds
+        self.bytes = nbytes
+
+    def __repr__(self) -> str:
+        return (f"CompileResult(records={self.records}, shadow_records={self.shadow_records}, "
+                f"seconds={self.seconds:.3f})")
+
+
+def split_record(fields: bytes, location: bytes) -> tuple[bytes, bytes | None]:
+    """The ``userdb.dat`` and ``userdbshadow.dat`` values Courier's makeuserdb stores
+    for a record's field text (None: no shadow record).  Perl ``split(/\\|/)``
+    semantics: inner empty fields are kept, trailing empty fields dropped."""
+    items = fields.split(b"|")
+    while items and not items[-1]:
+        items.pop()
+    main = []
+    shadow = []
+    for item in items:
+        eq = item.find(b"=")
+        if eq >= 0 and item.endswith(b"pw", 0, eq):
+            shadow.append(item)
+        else:
+            main.append(item)
+    main.append(b"_=" + location)
+    return b"|".join(main), (b"|".join(shadow) if shadow else None)
+
+
+def check_source(root: str) -> None:
+    """Courier's refusals, before anything is written: raise CompileError when
+    ``root`` is missing, is a symlink or has group/world permissions, or when
+    ``<root>.dat`` / ``<root>shadow.dat`` is a symlink."""
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        raise CompileError(f"{root}: not found") from None
+    except OSError as exc:
+        raise TemporaryFailure(f"cannot stat {root}: {exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise CompileError(f"{root} is a symbolic link: refusing to compile it")
+    if st.st_mode & 0o077:
+        raise CompileError(
+            f"{root}: MAY NOT HAVE GROUP OR WORLD PERMISSIONS (mode {st.st_mode & 0o7777:04o}; "
+            f"chmod go= {root})")
+    for path in files.compiled_paths(root):
+        if os.path.islink(path):
+            raise CompileError(f"{path} is a symbolic link: refusing to replace it")
+
+
+def source_files(root: str) -> list[tuple[str, bytes, int]]:
+    """``(path, location, size)`` of every text file of the userdb, in the order
+    they are compiled (sorted walk, see authkit.userdb.files)."""
+    out = []
+    for path, location in files.userdb_files(root):
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:
+            raise TemporaryFailure(f"cannot read userdb {path}: {exc.strerror}") from None
+        out.append((path, location.encode("utf-8", "surrogateescape"), size))
+    return out
+
+
+def iter_records(sources: list[tuple[str, bytes, int]]) -> "Iterator[tuple[str, int, bytes, bytes, bytes, int]]":
+    """``(path, lineno, name, fields, location, line_bytes)`` of every record line.
+    Raises CompileError at the first malformed line (``file:line: why``)."""
+    for path, location, _size in sources:
+        try:
+            handle = open(path, "rb", buffering=1 << 20)
+        except OSError as exc:
+            raise TemporaryFailure(f"cannot read userdb {path}: {exc.strerror}") from None
+        with handle:
+            lineno = 0
+            for line in handle:
+                lineno += 1
+                size = len(line)
+                if line[-1:] == b"\n":
+                    line = line[:-1]
+                if not line or line[0] == 35:  # '#'
+                    continue
+                tab = line.find(b"\t")
+                if tab <= 0:
+                    if tab < 0 and not line.strip():
+                        continue
+                    why = "no TAB between the name and the fields" if tab < 0 else "empty account name"
+                    raise CompileError(f"{path}:{lineno}: {why}")
+                yield path, lineno, line[:tab], line[tab + 1:], location, size
+
+
+def find_first(sources: list[tuple[str, bytes, int]], name: bytes) -> tuple[str, int]:
+    """Where ``name`` is first defined (path, line number)."""
+    for path, lineno, key, _f, _l, _s in iter_records(sources):
+        if key == name:
+            return path, lineno
+    return "?", 0
+
+
+def _show(name: bytes) -> str:
+    return repr(name.decode("utf-8", "backslashreplace"))
+
+
+def _write(path: str, mode: int, records: "Iterator[tuple[bytes, bytes]]",
+           on_duplicate: "Callable[[bytes], None]") -> int:
+    """Create GDBM ``path`` (mode), insert every ``(key, value)``, fsync, close.
+    Returns the count stored."""
+    from . import gdbm
+
+    _remove(path)
+    count = 0
+    writer = gdbm.create(path, mode)
+    try:
+        insert = writer.insert
+        for key, value in records:
+            try:
+                insert(key, value)
+            except gdbm.DuplicateKey:
+                on_duplicate(key)
+                raise
+            count += 1
+        writer.sync()
+    finally:
+        writer.close()
+    return count
+
+
+def _remove(*paths: str) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def compile_userdb(root: str, *, progress: "Progress | None" = None, parallel: bool = True,
+                   lock_timeout: float = 300.0) -> CompileResult:
+    """Compile the userdb at ``root`` into ``<root>.dat`` and ``<root>shadow.dat``
+    (see the module docstring).  ``progress(done_bytes, total_bytes, records)`` is
+    called about every 0.2 s while compiling, and once at the end.
+
+    Returns a :class:`CompileResult`.  Raises CompileError (nothing replaced) or
+    TemporaryFailure (nothing replaced, temporary files removed)."""
+    from .edit import FileLock, _fsync_dir, compiled_lock_path
+
+    started = time.monotonic()
+    root = root.rstrip("/") or "/"
+    check_source(root)
+    dat, shadow = files.compiled_paths(root)
+    tmp_dat, tmp_shadow = root + ".tmp", root + "shadow.tmp"
+    with FileLock(compiled_lock_path(root), timeout=lock_timeout):
+        check_source(root)  # again, under the lock
+        sources = source_files(root)
+        total = sum(size for _p, _l, size in sources)
+        duplicate: list[bytes] = []
+        child = _start_shadow_child(sources, tmp_shadow) if parallel else 0
+        try:
+            state = {"done": 0, "records": 0, "shadow": 0, "next": started + 0.2}
+
+            def main_records() -> "Iterator[tuple[bytes, bytes]]":
+                for _path, _lineno, name, fields, location, size in iter_records(sources):
+                    main, shadow_value = split_record(fields, location)
+                    state["done"] += size
+                    state["records"] += 1
+                    if shadow_value is not None:
+                        state["shadow"] += 1
+                        if not parallel:
+                            shadow_items.append((name, shadow_value))
+                    if progress is not None and state["records"] & 4095 == 0:
+                        now = time.monotonic()
+                        if now >= state["next"]:
+                            state["next"] = now + 0.2
+                            progress(state["done"], total, state["records"])
+                    yield name, main
+
+            shadow_items: list[tuple[bytes, bytes]] = []
+            if parallel:
+                _write(tmp_dat, 0o644, main_records(), duplicate.append)
+            else:
+                _write_both(tmp_dat, tmp_shadow, main_records(), shadow_items, duplicate.append)
+            if child:
+                _wait_child(child, tmp_shadow)
+                child = 0
+        except BaseException as exc:
+            if child:
+                _stop_child(child)
+            _remove(tmp_dat, tmp_shadow)
+            if duplicate:
+                name = duplicate[0]
+                first = find_first(sources, name)
+                second = _find_second(sources, name)
+                raise CompileError(
+                    f"{second[0]}:{second[1]}: duplicate account {_show(name)} (first defined at "
+                    f"{first[0]}:{first[1]}); nothing replaced") from None
+            if isinstance(exc, OSError):
+                raise TemporaryFailure(f"cannot compile {root}: {exc.strerror}") from None
+            raise
+        if progress is not None:
+            progress(total, total, state["records"])
+        try:
+            os.rename(tmp_shadow, shadow)
+            os.rename(tmp_dat, dat)
+            _fsync_dir(os.path.dirname(dat))
+        except OSError as exc:
+            _remove(tmp_dat, tmp_shadow)
+            raise TemporaryFailure(f"cannot rename the compiled userdb into place: {exc.strerror}") from None
+    return CompileResult(state["records"], state["shadow"], time.monotonic() - started, total)
+
+
+def _find_second(sources: list[tuple[str, bytes, int]], name: bytes) -> tuple[str, int]:
+    seen = 0
+    for path, lineno, key, _f, _l, _s in iter_records(sources):
+        if key == name:
+            seen += 1
+            if seen == 2:
+                return path, lineno
+    return "?", 0
+
+
+def _write_both(tmp_dat: str, tmp_shadow: str, main_records: "Iterator[tuple[bytes, bytes]]",
+                shadow_items: list[tuple[bytes, bytes]], on_duplicate: "Callable[[bytes], None]") -> None:
+    """Single-process compile: both files in one pass (shadow values are handed
+    over through ``shadow_items``, a list drained after each record)."""
+    from . import gdbm
+
+    _remove(tmp_dat, tmp_shadow)
+    main_db = gdbm.create(tmp_dat, 0o644)
+    try:
+        shadow_db = gdbm.create(tmp_shadow, 0o600)
+        try:
+            for key, value in main_records:
+                try:
+                    main_db.insert(key, value)
+                except gdbm.DuplicateKey:
+                    on_duplicate(key)
+                    raise
+                if shadow_items:
+                    for skey, svalue in shadow_items:
+                        shadow_db.insert(skey, svalue)
+                    shadow_items.clear()
+            shadow_db.sync()
+        finally:
+            shadow_db.close()
+        main_db.sync()
+    finally:
+        main_db.close()
+
+
+def _start_shadow_child(sources: list[tuple[str, bytes, int]], tmp_shadow: str) -> int:
+    """Fork a child that writes the shadow file; returns its pid.  The child
+    exits 0 on success, 3 on a malformed line or duplicate (the parent finds and
+    reports those itself), 111 on an I/O error."""
+    from . import gdbm
+
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 111
+    try:
+        def shadow_records() -> "Iterator[tuple[bytes, bytes]]":
+            for _p, _n, name, fields, location, _s in iter_records(sources):
+                if b"pw=" in fields:
+                    value = split_record(fields, location)[1]
+                    if value is not None:
+                        yield name, value
+
+        _write(tmp_shadow, 0o600, shadow_records(), lambda key: None)
+        code = 0
+    except (CompileError, gdbm.DuplicateKey):
+        code = 3
+    except BaseException:
+        code = 111
+    finally:
+        os._exit(code)
+
+
+def _wait_child(pid: int, tmp_shadow: str) -> None:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return
+    if code == 3:
+        # The parent saw the same source without finding a problem: a file
+        # changed under us.  Refuse rather than guess.
+        raise TemporaryFailure("the userdb changed while it was being compiled; run makeuserdb again")
+    raise TemporaryFailure(f"cannot write {tmp_shadow} (shadow writer exited {code})")
+
+
+def _stop_child(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def check_text(root: str) -> "Iterator[str]":
+    """Every problem of the text userdb, as ``file:line: what`` messages (a full
+    scan; unlike :func:`compile_userdb` this keeps the set of names in memory):
+    a refused source path, malformed lines, duplicate names, records Courier
+    cannot use (no home/uid/gid, non-numeric uid/gid), a CR before the newline."""
+    try:
+        check_source(root)
+    except CompileError as exc:
+        yield str(exc)
+    try:
+        sources = source_files(root)
+    except TemporaryFailure as exc:
+        yield str(exc)
+        return
+    seen: dict[bytes, tuple[str, int]] = {}
+    for path, location, _size in sources:
+        with open(path, "rb") as handle:
+            for lineno, line in enumerate(handle, 1):
+                if line[-1:] == b"\n":
+                    line = line[:-1]
+                if not line or line[0] == 35:
+                    continue
+                tab = line.find(b"\t")
+                if tab < 0:
+                    if line.strip():
+                        yield f"{path}:{lineno}: no TAB between the name and the fields"
+                    continue
+                if tab == 0:
+                    yield f"{path}:{lineno}: empty account name"
+                    continue
+                name = line[:tab]
+                if name in seen:
+                    first = seen[name]
+                    yield (f"{path}:{lineno}: duplicate account {_show(name)} (first defined at "
+                           f"{first[0]}:{first[1]})")
+                    continue
+                seen[name] = (path, lineno)
+                if line.endswith(b"\r"):
+                    yield f"{path}:{lineno}: carriage return before the newline (it ends up in the last value)"
+                values: dict[bytes, bytes] = {}
+                for item in line[tab + 1:].split(b"|"):
+                    key, _eq, value = item.partition(b"=")
+                    values.setdefault(key, value)
+                uid, gid = values.get(b"uid"), values.get(b"gid")
+                if not values.get(b"home") or uid is None or gid is None:
+                    yield f"{path}:{lineno}: account {_show(name)} lacks home, uid or gid (Courier ignores it)"
+                elif not (uid.isdigit() and gid.isdigit()):
+                    yield f"{path}:{lineno}: account {_show(name)} has a uid or gid that is not a number"
+
+
+def verify_compiled(root: str) -> "Iterator[str]":
+    """Differences between the text userdb and its compiled pair, as messages:
+    a record whose ``userdb.dat`` or ``userdbshadow.dat`` value is not what
+    makeuserdb would store, and keys of the compiled files that the text lacks.
+    The first of duplicate names counts (as in authkit's lookups)."""
+    from . import gdbm
+
+    dat_path, shadow_path = files.compiled_paths(root)
+    try:
+        dat = gdbm.open_reader(dat_path)
+    except FileNotFoundError:
+        yield f"{dat_path}: missing (run authkit makeuserdb)"
+        return
+    try:
+        shadow = gdbm.open_reader(shadow_path)
+    except FileNotFoundError:
+        dat.close()
+        yield f"{shadow_path}: missing (run authkit makeuserdb)"
+        return
+    names: set[bytes] = set()
+    try:
+        for path, lineno, name, fields, location, _size in _tolerant_records(source_files(root)):
+            if name in names:
+                continue
+            names.add(name)
+            main, shadow_value = split_record(fields, location)
+            if dat.get(name) != main:
+                yield f"{path}:{lineno}: {_show(name)} differs in {dat_path}"
+            if shadow.get(name) != shadow_value:
+                yield f"{path}:{lineno}: {_show(name)} differs in {shadow_path}"
+        for db, db_path in ((dat, dat_path), (shadow, shadow_path)):
+            for key in db.keys():
+                if key not in names:
+                    yield f"{db_path}: {_show(key)} is not in the text userdb"
+    finally:
+        dat.close()
+        shadow.close()
+
+
+def _tolerant_records(sources: list[tuple[str, bytes, int]]) -> "Iterator[tuple[str, int, bytes, bytes, bytes, int]]":
+    """Like :func:`iter_records` but skipping malformed lines."""
+    for path, location, _size in sources:
+        with open(path, "rb") as handle:
+            for lineno, line in enumerate(handle, 1):
+                if line[-1:] == b"\n":
+                    line = line[:-1]
+                if not line or line[0] == 35:
+                    continue
+                tab = line.find(b"\t")
+                if tab > 0:
+                    yield path, lineno, line[:tab], line[tab + 1:], location, len(line)
+
+
+__all__ = ["CompileError", "CompileResult", "compile_userdb", "split_record", "check_source",
+           "iter_records", "check_text", "verify_compiled"]
