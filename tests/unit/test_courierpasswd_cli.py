@@ -82,6 +82,15 @@ def userdb() -> "Path":
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _onto(fd: int, target: int) -> None:
+    """In the child: make ``fd`` appear as inheritable descriptor ``target``
+    (dup2 alone would leave a pipe that already is ``target`` close-on-exec)."""
+    if fd == target:
+        os.set_inheritable(fd, True)
+    else:
+        os.dup2(fd, target)
+
+
 class Result:
     def __init__(self, returncode: int, stdout: bytes, stderr: bytes, fd4: bytes) -> None:
         self.returncode, self.stdout, self.stderr, self.fd4 = returncode, stdout, stderr, fd4
@@ -114,9 +123,9 @@ def run(args: list[str], fd3: bytes | None = b"", *, userdb: Path | None = None,
             except OSError:
                 pass
         else:
-            os.dup2(r3, 3)
+            _onto(r3, 3)
         if fd4:
-            os.dup2(w4, 4)
+            _onto(w4, 4)
         else:
             try:
                 os.close(4)
@@ -466,7 +475,7 @@ def test_login_path_imports_none_of_the_heavy_modules(userdb: Path, args: list[s
         proc = subprocess.run(
             ["/usr/bin/python3", "-I", "-S", "-X", "importtime", str(BIN), *args],
             capture_output=True, env={"AUTHKIT_USERDB": str(userdb), "PATH": "/usr/bin:/bin"},
-            preexec_fn=lambda: os.dup2(r3, 3), close_fds=False, timeout=60,
+            preexec_fn=lambda: _onto(r3, 3), close_fds=False, timeout=60,
         )
     finally:
         os.close(r3)
@@ -488,7 +497,7 @@ def test_source_is_imported_only_after_the_input_is_valid(userdb: Path) -> None:
     try:
         proc = subprocess.run(
             [sys.executable, "-I", "-X", "importtime", str(BIN)], capture_output=True,
-            env={"AUTHKIT_USERDB": str(userdb)}, preexec_fn=lambda: os.dup2(r3, 3),
+            env={"AUTHKIT_USERDB": str(userdb)}, preexec_fn=lambda: _onto(r3, 3),
             close_fds=False, timeout=60,
         )
     finally:
