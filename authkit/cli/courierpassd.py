@@ -353,9 +353,8 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def _preload() -> None:
-    """Import every module a change may need before threads start: the schemes
-    registry's lazy ``_handler`` returns a partially initialised module to a second
-    thread while a first one is still importing it (AttributeError)."""
+    """Import every module a change may need before threads start, so that no
+    connection pays for (or waits on) a first import."""
     import importlib
 
     for name in ("authkit.schemes.unixcrypt", "authkit.schemes.digests", "authkit.schemes.hmacstate",
@@ -376,7 +375,7 @@ def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: AN
     # concurrent verifications run in parallel (see authkit.schemes.cryptlib).
     from ..schemes import cryptlib
 
-    cryptlib._c_crypt = None
+    cryptlib.prefer_ctypes()
     _preload()
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

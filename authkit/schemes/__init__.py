@@ -81,11 +81,11 @@ _H64 = frozenset("./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 def _handler(scheme: str):
     """The handler module for ``scheme``, imported on first use."""
     name = __name__ + "." + _LOCATIONS[scheme]
-    module = sys.modules.get(name)
-    if module is None:
-        __import__(name)
-        module = sys.modules[name]
-    return module
+    # Always through __import__: for a module another thread is still importing,
+    # it waits on the module's import lock, where a bare sys.modules lookup would
+    # hand out a half-initialised module (seen under courierpassd --listen).
+    __import__(name)
+    return sys.modules[name]
 
 
 def _split_prefix(stored: str) -> tuple[str | None, str]:

@@ -90,6 +90,16 @@ def crypt_bytes(password: bytes, setting: bytes) -> str | None:
         return None
 
 
+def prefer_ctypes() -> None:
+    """Use the ctypes binding for every later :func:`crypt` call.  It releases the
+    GIL while libxcrypt works (``_crypt`` holds it), so a threaded server such as
+    ``courierpassd --listen`` verifies on both cores at once.  Costs the ctypes
+    import (about 3 ms) once."""
+    global _c_crypt
+    _libcrypt()
+    _c_crypt = None
+
+
 def crypt(password: bytes, setting: str) -> str | None:
     """crypt(3) of ``password`` with ``setting`` (a full stored hash works as the
     setting).  Returns the hash string, or ``None`` on any failure."""
