@@ -200,24 +200,64 @@ def update_record(
         line = format_line(name, new_fields)
         replace_file(path, (data[:start], line, data[end + 1 :]))
         new_pair = split_compiled(new_fields, location)
-        update_compiled(root, name, split_compiled(old_fields, location), new_pair)
+        sync_compiled(root, name, new_pair)
         return new_pair
+
+
+def compiled_pair(root: str, name: str) -> tuple[str | None, str | None] | None:
+    """What the compiled pair holds for ``name`` now: ``(main, shadow)`` (None for
+    an absent record), or None when there is no ``<root>.dat``."""
+    from . import gdbm
+
+    dat, shadow = files.compiled_paths(root)
+    key = encode(name)
+    values: list[str | None] = []
+    for path in (dat, shadow):
+        try:
+            with gdbm.open_reader(path) as db:
+                raw = db.get(key)
+        except FileNotFoundError:
+            if path == dat:
+                return None
+            raw = None
+        values.append(None if raw is None else decode(raw))
+    return values[0], values[1]
+
+
+def sync_compiled(root: str, name: str, pair: tuple[str | None, str | None]) -> bool:
+    """Make the compiled pair (if it exists) hold ``pair`` for ``name`` (None:
+    no record), by copy-on-write of each ``.dat`` file whose value differs, under
+    makeuserdb's lock.  Returns True if it wrote anything.
+
+    It compares with what the files hold, not with what the text held before: a
+    change killed between its text rename and this step left the compiled pair
+    one change behind, and the next change through authkit (or makeuserdb)
+    brings it level."""
+    dat, shadow = files.compiled_paths(root)
+    if not os.path.exists(dat):
+        return False
+    key = encode(name)
+    with FileLock(compiled_lock_path(root)):
+        current = compiled_pair(root, name)
+        if current is None:
+            return False
+        wrote = False
+        if current[0] != pair[0]:
+            _store_copy(dat, key, pair[0])
+            wrote = True
+        if current[1] != pair[1]:
+            _store_copy(shadow, key, pair[1])
+            wrote = True
+        return wrote
 
 
 def update_compiled(
     root: str, name: str, old_pair: tuple[str, str | None], new_pair: tuple[str, str | None]
 ) -> None:
-    """Store one record's new values in the compiled pair, if it exists, by
-    copy-on-write of each ``.dat`` file whose value changed."""
-    dat, shadow = files.compiled_paths(root)
-    if not os.path.exists(dat):
-        return
-    key = encode(name)
-    with FileLock(compiled_lock_path(root)):
-        if old_pair[0] != new_pair[0]:
-            _store_copy(dat, key, new_pair[0])
-        if old_pair[1] != new_pair[1]:
-            _store_copy(shadow, key, new_pair[1])
+    """Store one record's new values in the compiled pair, if it exists (kept for
+    callers that know the old values; :func:`sync_compiled` compares with what the
+    files hold, so ``old_pair`` is not trusted)."""
+    sync_compiled(root, name, new_pair)
 
 
 def _store_copy(path: str, key: bytes, value: str | None) -> None:
@@ -296,22 +336,28 @@ def change_password(source: "UserdbSource", name: str, old: bytes, new: bytes, s
     ``source.hash_scheme``, and replace each ``[<service>-]hmac-<alg>pw`` field that
     held the state of ``old`` with the state of ``new``.
 
-    Stricter than Courier: the old password must match the password field (Courier
-    also accepts a match of an HMAC field alone and then changes only that field).
+    Stricter than Courier: the old password must match the password for the
+    service (Courier also accepts a match of an HMAC field alone and then changes
+    only that field).
     Raises ``UnknownUser``, ``BadPassword``, ``PolicyRefused`` or
     ``TemporaryFailure``; nothing is written unless everything checks out."""
     from ..account import CRAM_ALGORITHMS
-    from ..schemes import make_password_hash, verify_password
+    from ..schemes import make_password_hash
     from ..schemes.hmacstate import hmac_state
 
     if not new or b"\0" in new or b"\n" in new or b"\r" in new:
         raise PolicyRefused("the new password holds bytes that cannot be stored")
 
     def decide(values: dict[str, str]) -> "list[tuple[str, str]]":
+        # The old password is checked as Courier sees the account (the compiled
+        # pair when it exists), under the text lock.  After a change killed between
+        # its two renames the text may already hold the new hash while Courier
+        # still accepts the old one; the user, who never saw "changed", retries
+        # with the old one, and that must work.
         source.authenticate(name, old, service)  # raises UnknownUser / BadPassword
         field = service + "pw" if values.get(service + "pw") is not None else "systempw"
-        if field not in values or not verify_password(old, values[field]):
-            raise BadPassword("old password does not match the record being changed")
+        if field not in values:
+            raise BadPassword("the record has no password field for this service")
         changes = [(field, make_password_hash(new, source.hash_scheme))]
         for algorithm in CRAM_ALGORITHMS:
             old_state = None
@@ -351,7 +397,7 @@ def add_record(root: str, name: str, fields: "Sequence[tuple[str, str]]", file_p
             raise ValueError(f"account {name!r} exists already")
         prefix = data if not data or data.endswith(b"\n") else data + b"\n"
         replace_file(path, (prefix, format_line(name, text)))
-        update_compiled(root, name, ("", None), split_compiled(text, location))
+        sync_compiled(root, name, split_compiled(text, location))
 
 
 def delete_record(root: str, name: str) -> None:
@@ -366,13 +412,7 @@ def delete_record(root: str, name: str) -> None:
         start, end = span
         old_fields = decode(data[start + len(encode(name)) + 1 : end])
         replace_file(path, (data[:start], data[end + 1 :]))
-        dat, shadow = files.compiled_paths(root)
-        if os.path.exists(dat):
-            key = encode(name)
-            with FileLock(compiled_lock_path(root)):
-                _store_copy(dat, key, None)
-                if split_compiled(old_fields, location)[1] is not None:
-                    _store_copy(shadow, key, None)
+        sync_compiled(root, name, (None, None))
 
 
 __all__ = [
@@ -380,6 +420,8 @@ __all__ = [
     "replace_file",
     "update_record",
     "update_compiled",
+    "sync_compiled",
+    "compiled_pair",
     "change_password",
     "add_record",
     "delete_record",
