@@ -3,18 +3,32 @@
 Every write follows one protocol:
 
 1. take Courier's own lock for the text file: ``flock(LOCK_EX)`` on
-   ``<dir>/.lock.<file>`` (what Courier's ``userdb`` script locks), so that authkit
-   and Courier's tools never edit the same file at once;
-2. read the file, change one record's fields in place (other lines, comments and
-   the record's field order stay byte for byte), write ``<dir>/.tmp.<file>`` with
-   the old file's owner and mode, ``fsync`` it, ``rename`` it over the file and
-   ``fsync`` the directory: a crash leaves the old or the new file, never a mix;
-3. when the compiled pair exists, under makeuserdb's lock ``<userdb>.lock``, copy
-   the ``.dat`` file that changes, store the one record in the copy, ``fsync`` and
-   ``rename`` it into place, so that Courier's running authdaemond (which re-reads
-   ``userdb.dat`` when its inode changes and opens ``userdbshadow.dat`` per lookup)
-   sees the change at once, without a full rebuild.
+   ``<dir>/.lock.<file>`` (what Courier's ``userdb`` script locks), then, when the
+   compiled pair exists, makeuserdb's lock ``<userdb>.lock``; both are held for
+   the whole change (always in that order), so authkit, Courier's ``userdb`` and
+   any ``makeuserdb`` never interleave with it;
+2. repair an interrupted earlier change (see below) and make the compiled record
+   of the account agree with its text line;
+3. write the marker ``<dir>/.authkit-pending.<file>`` naming the account;
+4. find the record with one ``mmap.find`` pass, change its fields in place
+   (other lines, comments and the record's field order stay byte for byte), and
+   write ``<dir>/.tmp.<file>``: the unchanged parts are copied in the kernel
+   (``copy_file_range``), only the new line is written; it gets the old file's
+   owner and mode, is ``fsync``-ed, ``rename``-d over the file, and the directory
+   is ``fsync``-ed: a crash leaves the old or the new file, never a mix;
+5. copy each ``.dat`` file whose value changes, store the one record in the
+   copy, ``fsync`` and ``rename`` it into place, so that Courier's running
+   authdaemond (which re-reads ``userdb.dat`` when its inode changes and opens
+   ``userdbshadow.dat`` per lookup) sees the change at once, without a rebuild;
+6. remove the marker.
 
+What holds when a change is killed at any point (SIGKILL; tested in
+tests/integration/test_admin_courier.py): the text file is the old or the new
+one; each compiled file is the old or the new one; the two can disagree only on
+the one record being changed (text new, compiled old: killed between steps 4 and
+5), and the marker then names it.  The next change of any record of that file,
+or a makeuserdb, makes them agree again; a change of the same record always
+starts from its text (step 2), so a user is never locked out by a half change.
 Locks are ``flock`` locks on files that are never removed, so a killed process
 leaves nothing that blocks the next change.
 """
@@ -34,7 +48,6 @@ from .text import (
     first_values,
     format_line,
     parse_fields,
-    split_compiled,
 )
 
 TYPE_CHECKING = False
@@ -147,9 +160,98 @@ def locate(root: str, name: str) -> tuple[str, str] | None:
     """``(file path, location)`` of the text file holding ``name``'s record."""
     key = encode(name)
     for path, location in files.userdb_files(root):
-        if files.find_in_data(files.read_file(path), key) is not None:
+        if _find_line(path, key) is not None:
             return path, location
     return None
+
+
+def _find_line(path: str, key: bytes) -> tuple[int, int, bytes] | None:
+    """``(start, end, fields)`` of the first line of ``path`` for ``key``
+    (``end`` is just past its newline, or the file's end), found with one
+    ``mmap.find`` pass instead of reading the file into memory; None if absent."""
+    import mmap
+
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise TemporaryFailure(f"cannot read userdb {path}: {exc.strerror}") from None
+    with handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return None
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            span = files.find_in_data(data, key)  # type: ignore[arg-type]
+            if span is None:
+                return None
+            start, end = span
+            fields = data[start + len(key) + 1 : end]
+            return start, min(end + 1, len(data)), fields
+
+
+def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
+    """Copy ``count`` bytes of ``src`` from ``offset`` to the current end of
+    ``dst`` (in the kernel with copy_file_range; read/write if unsupported)."""
+    out = os.lseek(dst, 0, os.SEEK_CUR)
+    while count > 0:
+        try:
+            done = os.copy_file_range(src, dst, min(count, 1 << 30), offset, out)
+        except OSError:
+            done = -1
+        if done <= 0:
+            chunk = os.pread(src, min(count, 1 << 20), offset)
+            if not chunk:
+                raise OSError(5, "short read while copying")
+            done = os.pwrite(dst, chunk, out)
+        offset += done
+        out += done
+        count -= done
+    os.lseek(dst, out, os.SEEK_SET)
+
+
+def splice_file(path: str, start: int, end: int, replacement: bytes) -> None:
+    """Replace bytes ``[start, end)`` of ``path`` with ``replacement`` the safe
+    way (like :func:`replace_file`: ``.tmp.<name>`` with the same owner and mode,
+    fsync, rename, fsync of the directory), copying the unchanged parts in the
+    kernel.  Raises TemporaryFailure naming the file; ``path`` is then untouched."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, ".tmp." + name)
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TemporaryFailure(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(src)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise TemporaryFailure(f"cannot write {tmp}: {exc.strerror}") from None
+        try:
+            try:
+                if st.st_uid != os.geteuid() or st.st_gid != os.getegid():
+                    try:
+                        os.fchown(fd, st.st_uid, st.st_gid)
+                    except PermissionError:
+                        pass
+                os.fchmod(fd, st.st_mode & 0o7777)
+                _copy_range(src, fd, 0, start)
+                view = memoryview(replacement)
+                while view:
+                    view = view[os.write(fd, view):]
+                _copy_range(src, fd, end, st.st_size - end)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+            _fsync_dir(directory)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise TemporaryFailure(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        os.close(src)
 
 
 def _text_file_for(root: str, name: str) -> tuple[str, str]:
@@ -158,10 +260,119 @@ def _text_file_for(root: str, name: str) -> tuple[str, str]:
             f"cannot change {name!r}: no text userdb at {root} (authkit edits the text "
             "and keeps the compiled files in step with it)"
         )
+    if not os.path.isdir(root):
+        return root, ""  # found (or not) under the lock: no extra scan
     found = locate(root, name)
     if found is None:
         raise UnknownUser(f"no such user in userdb {root}")
     return found
+
+
+def _compiled_pair(fields: bytes | str, location: str) -> tuple[str, str | None]:
+    """What makeuserdb stores for a record (authkit.userdb.compile.split_record,
+    i.e. exactly Courier's split), as text."""
+    from .compile import split_record
+
+    raw = fields if isinstance(fields, bytes) else encode(fields)
+    main, shadow = split_record(raw, encode(location))
+    return decode(main), (None if shadow is None else decode(shadow))
+
+
+class _ChangeLocks:
+    """Both locks of a change, in the one order every writer uses: the text
+    file's ``.lock.<file>``, then (when the compiled pair exists) makeuserdb's
+    ``<root>.lock``.  Holding both for the whole change means makeuserdb never
+    compiles a text whose compiled record is half updated."""
+
+    def __init__(self, root: str, path: str) -> None:
+        self.text = FileLock(text_lock_path(path))
+        self.compiled: FileLock | None = None
+        self.root = root
+
+    def __enter__(self) -> "_ChangeLocks":
+        self.text.__enter__()
+        try:
+            if os.path.exists(files.compiled_paths(self.root)[0]):
+                self.compiled = FileLock(compiled_lock_path(self.root))
+                self.compiled.__enter__()
+        except BaseException:
+            self.text.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.compiled is not None:
+            self.compiled.__exit__()
+        self.text.__exit__()
+
+
+def pending_path(path: str) -> str:
+    """The marker of a change in progress on text file ``path``:
+    ``<dir>/.authkit-pending.<file>`` holding the account name (a dot file, so
+    never read as userdb text)."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, ".authkit-pending." + name)
+
+
+def _recover(root: str, path: str, location: str) -> None:
+    """Finish a change that was interrupted (its marker is still there): make the
+    compiled record of the named account agree with the text again.  Called under
+    both locks before every change of ``path``."""
+    marker = pending_path(path)
+    try:
+        with open(marker, "rb") as handle:
+            names = handle.read().split(b"\n")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise TemporaryFailure(f"cannot read {marker}: {exc.strerror}") from None
+    for raw in names:
+        if raw:
+            found = _find_line(path, raw)
+            _reconcile(root, decode(raw), None if found is None else _compiled_pair(found[2], location))
+    os.unlink(marker)
+
+
+def _mark(path: str, name: str) -> None:
+    marker = pending_path(path)
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, encode(name) + b"\n")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise TemporaryFailure(f"cannot write {marker}: {exc.strerror}") from None
+
+
+def _unmark(path: str) -> None:
+    try:
+        os.unlink(pending_path(path))
+    except FileNotFoundError:
+        pass
+
+
+def _reconcile(root: str, name: str, pair: tuple[str, str | None] | None) -> None:
+    """Make the compiled pair (if it exists) hold ``pair`` for ``name`` (None: no
+    record), copying only a file whose value differs.  Caller holds the locks."""
+    from . import gdbm
+
+    dat, shadow = files.compiled_paths(root)
+    if not os.path.exists(dat):
+        return
+    key = encode(name)
+    current = []
+    for db_path in (dat, shadow):
+        try:
+            with gdbm.open_reader(db_path) as db:
+                value = db.get(key)
+        except FileNotFoundError:
+            value = None
+        current.append(None if value is None else decode(value))
+    wanted = (None, None) if pair is None else pair
+    for db_path, have, want in ((dat, current[0], wanted[0]), (shadow, current[1], wanted[1])):
+        if have != want:
+            _store_copy(db_path, key, want)
 
 
 def update_record(
@@ -178,86 +389,59 @@ def update_record(
 
     ``check``, if given, is called under the lock with the record's current field
     values and returns the fields to set (it may raise to abort: nothing is then
-    written); otherwise ``set_values`` is used.
+    written); otherwise ``set_values`` is used.  Before it is called the compiled
+    record is made to agree with the text (repairing an interrupted change).
 
     Returns the record's new ``(main, shadow)`` compiled strings.  Raises
     ``UnknownUser``, ``ValueError`` for unstorable names or values, or
     ``TemporaryFailure``."""
     path, location = _text_file_for(root, name)
     unset = tuple(unset)
-    with FileLock(text_lock_path(path)):
-        data = files.read_file(path)
-        span = files.find_in_data(data, encode(name))
-        if span is None:  # removed between locate() and the lock
+    key = encode(name)
+    with _ChangeLocks(root, path):
+        _recover(root, path, location)
+        found = _find_line(path, key)
+        if found is None:  # absent, or removed between locate() and the lock
             raise UnknownUser(f"no such user in userdb {root}")
-        start, end = span
-        old_fields = decode(data[start + len(encode(name)) + 1 : end])
+        start, end, raw_fields = found
+        old_fields = decode(raw_fields)
+        old_pair = _compiled_pair(raw_fields, location)
+        _reconcile(root, name, old_pair)
         if check is not None:
             set_values = check(first_values(parse_fields(old_fields)))
         new_fields = edit_fields(old_fields, set_values, unset)
         if new_fields == old_fields:
-            return split_compiled(new_fields, location)
-        line = format_line(name, new_fields)
-        replace_file(path, (data[:start], line, data[end + 1 :]))
-        new_pair = split_compiled(new_fields, location)
-        sync_compiled(root, name, new_pair)
+            return old_pair
+        new_pair = _compiled_pair(new_fields, location)
+        _mark(path, name)
+        splice_file(path, start, end, format_line(name, new_fields))
+        update_compiled(root, name, old_pair, new_pair, locked=True)
+        _unmark(path)
         return new_pair
 
 
-def compiled_pair(root: str, name: str) -> tuple[str | None, str | None] | None:
-    """What the compiled pair holds for ``name`` now: ``(main, shadow)`` (None for
-    an absent record), or None when there is no ``<root>.dat``."""
-    from . import gdbm
-
-    dat, shadow = files.compiled_paths(root)
-    key = encode(name)
-    values: list[str | None] = []
-    for path in (dat, shadow):
-        try:
-            with gdbm.open_reader(path) as db:
-                raw = db.get(key)
-        except FileNotFoundError:
-            if path == dat:
-                return None
-            raw = None
-        values.append(None if raw is None else decode(raw))
-    return values[0], values[1]
-
-
-def sync_compiled(root: str, name: str, pair: tuple[str | None, str | None]) -> bool:
-    """Make the compiled pair (if it exists) hold ``pair`` for ``name`` (None:
-    no record), by copy-on-write of each ``.dat`` file whose value differs, under
-    makeuserdb's lock.  Returns True if it wrote anything.
-
-    It compares with what the files hold, not with what the text held before: a
-    change killed between its text rename and this step left the compiled pair
-    one change behind, and the next change through authkit (or makeuserdb)
-    brings it level."""
+def update_compiled(
+    root: str, name: str, old_pair: tuple[str, str | None], new_pair: tuple[str, str | None],
+    *, locked: bool = False,
+) -> None:
+    """Store one record's new values in the compiled pair, if it exists, by
+    copy-on-write of each ``.dat`` file whose value changed (under makeuserdb's
+    lock unless the caller holds it: ``locked=True``)."""
     dat, shadow = files.compiled_paths(root)
     if not os.path.exists(dat):
-        return False
+        return
     key = encode(name)
-    with FileLock(compiled_lock_path(root)):
-        current = compiled_pair(root, name)
-        if current is None:
-            return False
-        wrote = False
-        if current[0] != pair[0]:
-            _store_copy(dat, key, pair[0])
-            wrote = True
-        if current[1] != pair[1]:
-            _store_copy(shadow, key, pair[1])
-            wrote = True
-        return wrote
-
-
-def update_compiled(
-    root: str, name: str, old_pair: tuple[str, str | None], new_pair: tuple[str, str | None]
-) -> None:
-    """Store one record's new values in the compiled pair, if it exists (kept for
-    callers that know the old values; :func:`sync_compiled` compares with what the
-    files hold, so ``old_pair`` is not trusted)."""
-    sync_compiled(root, name, new_pair)
+    lock = None if locked else FileLock(compiled_lock_path(root))
+    if lock is not None:
+        lock.__enter__()
+    try:
+        if old_pair[0] != new_pair[0]:
+            _store_copy(dat, key, new_pair[0])
+        if old_pair[1] != new_pair[1]:
+            _store_copy(shadow, key, new_pair[1])
+    finally:
+        if lock is not None:
+            lock.__exit__()
 
 
 def _store_copy(path: str, key: bytes, value: str | None) -> None:
@@ -278,10 +462,13 @@ def _store_copy(path: str, key: bytes, value: str | None) -> None:
         else:
             if value is None:
                 return
-            writer = gdbm.create(tmp)
+            writer = gdbm.create(tmp, 0o600 if name.endswith("shadow.dat") else 0o644)
         with writer:
             if value is None:
-                writer.delete(key)
+                try:
+                    writer.delete(key)
+                except KeyError:
+                    pass
             else:
                 writer.store(key, encode(value))
             writer.sync()
@@ -293,8 +480,6 @@ def _store_copy(path: str, key: bytes, value: str | None) -> None:
                     os.fchown(fd, st.st_uid, st.st_gid)
                 except PermissionError:
                     pass
-            else:
-                os.fchmod(fd, 0o600 if name.endswith("shadow.dat") else 0o644)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -391,28 +576,39 @@ def add_record(root: str, name: str, fields: "Sequence[tuple[str, str]]", file_p
     if path != root:
         location = os.path.relpath(path, root) + "/"
     text = "|".join(f"{k}={v}" for k, v in fields)
-    with FileLock(text_lock_path(path)):
-        data = files.read_file(path) if os.path.exists(path) else b""
-        if files.find_in_data(data, encode(name)) is not None:
+    key = encode(name)
+    with _ChangeLocks(root, path):
+        _recover(root, path, location)
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        if size and _find_line(path, key) is not None:
             raise ValueError(f"account {name!r} exists already")
-        prefix = data if not data or data.endswith(b"\n") else data + b"\n"
-        replace_file(path, (prefix, format_line(name, text)))
-        sync_compiled(root, name, split_compiled(text, location))
+        _mark(path, name)
+        if size:
+            with open(path, "rb") as handle:
+                handle.seek(size - 1)
+                newline = b"" if handle.read(1) == b"\n" else b"\n"
+            splice_file(path, size, size, newline + format_line(name, text))
+        else:
+            replace_file(path, (format_line(name, text),))
+        update_compiled(root, name, (None, None), _compiled_pair(text, location), locked=True)  # type: ignore[arg-type]
+        _unmark(path)
 
 
 def delete_record(root: str, name: str) -> None:
     """Remove ``name``'s record from the text (its first line) and the compiled
     pair.  Raises ``UnknownUser`` or ``TemporaryFailure``."""
     path, location = _text_file_for(root, name)
-    with FileLock(text_lock_path(path)):
-        data = files.read_file(path)
-        span = files.find_in_data(data, encode(name))
-        if span is None:
+    key = encode(name)
+    with _ChangeLocks(root, path):
+        _recover(root, path, location)
+        found = _find_line(path, key)
+        if found is None:
             raise UnknownUser(f"no such user in userdb {root}")
-        start, end = span
-        old_fields = decode(data[start + len(encode(name)) + 1 : end])
-        replace_file(path, (data[:start], data[end + 1 :]))
-        sync_compiled(root, name, (None, None))
+        start, end, raw_fields = found
+        _mark(path, name)
+        splice_file(path, start, end, b"")
+        _reconcile(root, name, None)
+        _unmark(path)
 
 
 __all__ = [
@@ -426,6 +622,8 @@ __all__ = [
     "add_record",
     "delete_record",
     "locate",
+    "splice_file",
+    "pending_path",
     "text_lock_path",
     "compiled_lock_path",
 ]
