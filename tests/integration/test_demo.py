@@ -218,3 +218,23 @@ def test_example_userdb_passwords_verify_with_courier_authtest(courier_lab) -> N
         assert wrong.returncode != 0, (account, field)
         with pytest.raises(Rejected):
             authkit_source.authenticate(account, ("x" + password).encode(), service)
+
+
+def test_authkit_conf_example_and_man_page_cover_every_key_of_authkit_config() -> None:
+    """contrib/authkit.conf.example parses with every line uncommented (its values
+    are the defaults), and it and docs/authkit.conf.5 name exactly the keys
+    authkit.config knows."""
+    from authkit import config
+
+    example = (REPO / "contrib/authkit.conf.example").read_text()
+    uncommented = "\n".join(re.sub(r"^#(\w+ =)", r"\1", line) for line in example.splitlines())
+    values = config.parse_config(uncommented, "authkit.conf.example")
+    assert set(values) == set(config._SCHEMA)
+    defaults = config.Settings()
+    for key, value in values.items():
+        if key not in ("source", "userdb", "authdaemon_socket"):
+            assert value == getattr(defaults, key), key
+    manual = (REPO / "docs/authkit.conf.5").read_text()
+    named = set(re.findall(r"^\.BR (\w+) \"", manual, re.MULTILINE))
+    named |= set(re.findall(r"\" (\w+) \"", manual))
+    assert set(config._SCHEMA) <= named, set(config._SCHEMA) - named
