@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := \
 	ucspi-tcp daemontools xinetd stunnel4 \
 	dovecot-core dovecot-imapd qpsmtpd swaks \
 	php-cli php-net-socket roundcube-plugins poppass-cgi \
-	hyperfine procps
+	hyperfine procps acl openssl systemd
 
 .PHONY: all demo test deps venv unit integration fuzz bench clean
 
