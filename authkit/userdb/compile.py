@@ -16,7 +16,9 @@ same results byte for byte and the same refusals:
   trailing ones dropped) so that values are identical to Courier's;
 * both files are written as GDBM (``GDBM_NEWDB`` + insert) to ``<root>.tmp`` and
   ``<root>shadow.tmp`` (modes 0644 and 0600), fsync'ed and renamed into place, the
-  shadow file first, under makeuserdb's lock ``<root>.lock``.
+  shadow file first, under makeuserdb's lock ``<root>.lock``;
+* an authkit edit that was interrupted (its journal ``.authkit-pending.<file>`` is
+  still there, see authkit.userdb.edit) is rolled back or finished first.
 
 Where authkit differs, on purpose:
 
@@ -208,11 +210,12 @@ def compile_userdb(root: str, *, progress: "Progress | None" = None, parallel: b
 
     Returns a :class:`CompileResult`.  Raises CompileError (nothing replaced) or
     TemporaryFailure (nothing replaced, temporary files removed)."""
-    from .edit import FileLock, _fsync_dir, compiled_lock_path
+    from .edit import FileLock, _fsync_dir, compiled_lock_path, recover_pending
 
     started = time.monotonic()
     root = root.rstrip("/") or "/"
     check_source(root)
+    recover_pending(root)  # an interrupted authkit edit is rolled back, never compiled
     dat, shadow = files.compiled_paths(root)
     tmp_dat, tmp_shadow = root + ".tmp", root + "shadow.tmp"
     with FileLock(compiled_lock_path(root), timeout=lock_timeout):

@@ -7,9 +7,12 @@ Every write follows one protocol:
    compiled pair exists, makeuserdb's lock ``<userdb>.lock``; both are held for
    the whole change (always in that order), so authkit, Courier's ``userdb`` and
    any ``makeuserdb`` never interleave with it;
-2. repair an interrupted earlier change (see below) and make the compiled record
-   of the account agree with its text line;
-3. write the marker ``<dir>/.authkit-pending.<file>`` naming the account;
+2. undo or finish an interrupted earlier change of the file (its journal is
+   still there, see below), then make the compiled record of the account agree
+   with its text line (the text is the source, as for makeuserdb: this picks up
+   edits made with Courier's own ``userdb`` script);
+3. write the undo journal ``<dir>/.authkit-pending.<file>`` (the record's
+   offset, old line and new line) and fsync it;
 4. find the record with one ``mmap.find`` pass, change its fields in place
    (other lines, comments and the record's field order stay byte for byte), and
    write ``<dir>/.tmp.<file>``: the unchanged parts are copied in the kernel
@@ -19,16 +22,21 @@ Every write follows one protocol:
 5. copy each ``.dat`` file whose value changes, store the one record in the
    copy, ``fsync`` and ``rename`` it into place, so that Courier's running
    authdaemond (which re-reads ``userdb.dat`` when its inode changes and opens
-   ``userdbshadow.dat`` per lookup) sees the change at once, without a rebuild;
-6. remove the marker.
+   ``userdbshadow.dat`` per lookup) sees the change at once, without a rebuild.
+   This is the commit point (without a compiled pair: the text rename);
+6. remove the journal.
 
 What holds when a change is killed at any point (SIGKILL; tested in
 tests/integration/test_admin_courier.py): the text file is the old or the new
-one; each compiled file is the old or the new one; the two can disagree only on
-the one record being changed (text new, compiled old: killed between steps 4 and
-5), and the marker then names it.  The next change of any record of that file,
-or a makeuserdb, makes them agree again; a change of the same record always
-starts from its text (step 2), so a user is never locked out by a half change.
+one, each compiled file is the old or the new one, and the two can disagree only
+on the one record being changed (text new, compiled old: killed between steps 4
+and 5), with the journal naming it.  Courier and authkit read the compiled pair,
+so every reader sees the change either done or not done.  The next change of any
+record of that file, and makeuserdb, first recover: if the compiled pair holds
+the new record the change is kept, otherwise it is rolled back (text line and
+compiled record restored), so a user who never saw "changed" keeps the old
+password and text and compiled pair agree again.
+
 Locks are ``flock`` locks on files that are never removed, so a killed process
 leaves nothing that blocks the next change.
 """
@@ -307,38 +315,23 @@ class _ChangeLocks:
 
 
 def pending_path(path: str) -> str:
-    """The marker of a change in progress on text file ``path``:
-    ``<dir>/.authkit-pending.<file>`` holding the account name (a dot file, so
-    never read as userdb text)."""
+    """The undo journal of a change in progress on text file ``path``:
+    ``<dir>/.authkit-pending.<file>`` (a dot file, so never read as userdb text)."""
     directory, name = os.path.split(path)
     return os.path.join(directory, ".authkit-pending." + name)
 
 
-def _recover(root: str, path: str, location: str) -> None:
-    """Finish a change that was interrupted (its marker is still there): make the
-    compiled record of the named account agree with the text again.  Called under
-    both locks before every change of ``path``."""
+def _mark(path: str, name: str, offset: int, old_line: bytes, new_line: bytes) -> None:
+    """Write the journal: where the record's line is, its old and new bytes (b""
+    for an added or a deleted record), fsync'ed before the text is touched."""
     marker = pending_path(path)
-    try:
-        with open(marker, "rb") as handle:
-            names = handle.read().split(b"\n")
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise TemporaryFailure(f"cannot read {marker}: {exc.strerror}") from None
-    for raw in names:
-        if raw:
-            found = _find_line(path, raw)
-            _reconcile(root, decode(raw), None if found is None else _compiled_pair(found[2], location))
-    os.unlink(marker)
-
-
-def _mark(path: str, name: str) -> None:
-    marker = pending_path(path)
+    key = encode(name)
+    head = b"authkit-pending 1 %d %d %d %d\n" % (offset, len(key), len(old_line), len(new_line))
     try:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            os.write(fd, encode(name) + b"\n")
+            os.write(fd, head + key + old_line + new_line)
+            os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
@@ -352,27 +345,119 @@ def _unmark(path: str) -> None:
         pass
 
 
-def _reconcile(root: str, name: str, pair: tuple[str, str | None] | None) -> None:
-    """Make the compiled pair (if it exists) hold ``pair`` for ``name`` (None: no
-    record), copying only a file whose value differs.  Caller holds the locks."""
+def _line_pair(line: bytes, key: bytes, location: str) -> tuple[str, str | None] | None:
+    """The compiled pair of a whole text line (None for b"": no record)."""
+    line = line.lstrip(b"\n")
+    if not line:
+        return None
+    return _compiled_pair(line[len(key) + 1:].rstrip(b"\n"), location)
+
+
+def _recover(root: str, path: str, location: str) -> None:
+    """Undo or finish a change of ``path`` that was interrupted (its journal is
+    still there).  Called under both locks before every change of the file.
+
+    The commit point of a change is the moment the compiled pair holds the new
+    record (with no compiled pair: the text rename).  If the compiled pair holds
+    the new record, the change is kept; otherwise it is rolled back: the text
+    gets the old line again (at its old place) and the compiled record its old
+    values.  An interrupted change thus either happened or did not, as every
+    reader sees it, and a user who never saw "changed" keeps the old password."""
+    marker = pending_path(path)
+    try:
+        with open(marker, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise TemporaryFailure(f"cannot read {marker}: {exc.strerror}") from None
+    head, _, body = data.partition(b"\n")
+    fields = head.split()
+    if len(fields) != 6 or fields[:2] != [b"authkit-pending", b"1"]:
+        os.unlink(marker)  # torn before its fsync: the text was never touched
+        return
+    offset, klen, olen, nlen = (int(x) for x in fields[2:])
+    if len(body) != klen + olen + nlen:
+        os.unlink(marker)
+        return
+    key, old_line, new_line = body[:klen], body[klen:klen + olen], body[klen + olen:]
+    name = decode(key)
+    new_pair = _line_pair(new_line, key, location)
+    dat = files.compiled_paths(root)[0]
+    if os.path.exists(dat) and compiled_pair(root, name) != (new_pair or (None, None)):
+        found = _find_line(path, key)
+        current = b"" if found is None else key + b"\t" + found[2] + b"\n"
+        if current.rstrip(b"\n") != old_line.rstrip(b"\n"):
+            if found is not None:
+                splice_file(path, found[0], found[1], old_line)
+            elif old_line:
+                size = os.path.getsize(path) if os.path.exists(path) else 0
+                splice_file(path, min(offset, size), min(offset, size), old_line)
+        _reconcile(root, name, _line_pair(old_line, key, location))
+    os.unlink(marker)
+
+
+def recover_pending(root: str) -> int:
+    """Undo or finish every interrupted change of the userdb at ``root`` (see
+    :func:`_recover`), each under its file's locks.  Returns how many journals
+    were found.  makeuserdb calls this first, so that it never compiles a change
+    that was never committed."""
+    count = 0
+    for path, location in files.userdb_files(root):
+        if os.path.exists(pending_path(path)):
+            count += 1
+            with _ChangeLocks(root, path):
+                _recover(root, path, location)
+    return count
+
+
+def compiled_pair(root: str, name: str) -> tuple[str | None, str | None] | None:
+    """What the compiled pair holds for ``name`` now: ``(main, shadow)`` (None for
+    an absent record), or None when there is no ``<root>.dat``."""
     from . import gdbm
 
     dat, shadow = files.compiled_paths(root)
-    if not os.path.exists(dat):
-        return
     key = encode(name)
-    current = []
-    for db_path in (dat, shadow):
+    values: list[str | None] = []
+    for path in (dat, shadow):
         try:
-            with gdbm.open_reader(db_path) as db:
-                value = db.get(key)
+            with gdbm.open_reader(path) as db:
+                raw = db.get(key)
         except FileNotFoundError:
-            value = None
-        current.append(None if value is None else decode(value))
+            if path == dat:
+                return None
+            raw = None
+        values.append(None if raw is None else decode(raw))
+    return values[0], values[1]
+
+
+def _reconcile(root: str, name: str, pair: tuple[str | None, str | None] | None) -> bool:
+    """Make the compiled pair (if it exists) hold ``pair`` for ``name`` (None: no
+    record), copying only a file whose value differs.  Caller holds the locks.
+    Returns True if it wrote anything."""
+    dat, shadow = files.compiled_paths(root)
+    current = compiled_pair(root, name)
+    if current is None:
+        return False
     wanted = (None, None) if pair is None else pair
+    key = encode(name)
+    wrote = False
     for db_path, have, want in ((dat, current[0], wanted[0]), (shadow, current[1], wanted[1])):
         if have != want:
             _store_copy(db_path, key, want)
+            wrote = True
+    return wrote
+
+
+def sync_compiled(root: str, name: str, pair: tuple[str | None, str | None]) -> bool:
+    """Make the compiled pair (if it exists) hold ``pair`` for ``name`` (None:
+    no record), by copy-on-write of each ``.dat`` file whose value differs, under
+    makeuserdb's lock.  Returns True if it wrote anything.  (It compares with what
+    the files hold, not with what the text held before.)"""
+    if not os.path.exists(files.compiled_paths(root)[0]):
+        return False
+    with FileLock(compiled_lock_path(root)):
+        return _reconcile(root, name, pair)
 
 
 def update_record(
@@ -413,8 +498,9 @@ def update_record(
         if new_fields == old_fields:
             return old_pair
         new_pair = _compiled_pair(new_fields, location)
-        _mark(path, name)
-        splice_file(path, start, end, format_line(name, new_fields))
+        new_line = format_line(name, new_fields)
+        _mark(path, name, start, key + b"\t" + raw_fields + b"\n", new_line)
+        splice_file(path, start, end, new_line)
         update_compiled(root, name, old_pair, new_pair, locked=True)
         _unmark(path)
         return new_pair
@@ -582,13 +668,15 @@ def add_record(root: str, name: str, fields: "Sequence[tuple[str, str]]", file_p
         size = os.path.getsize(path) if os.path.exists(path) else 0
         if size and _find_line(path, key) is not None:
             raise ValueError(f"account {name!r} exists already")
-        _mark(path, name)
+        new_line = format_line(name, text)
         if size:
             with open(path, "rb") as handle:
                 handle.seek(size - 1)
                 newline = b"" if handle.read(1) == b"\n" else b"\n"
-            splice_file(path, size, size, newline + format_line(name, text))
+            _mark(path, name, size, b"", newline + new_line)
+            splice_file(path, size, size, newline + new_line)
         else:
+            _mark(path, name, 0, b"", new_line)
             replace_file(path, (format_line(name, text),))
         update_compiled(root, name, (None, None), _compiled_pair(text, location), locked=True)  # type: ignore[arg-type]
         _unmark(path)
@@ -605,7 +693,7 @@ def delete_record(root: str, name: str) -> None:
         if found is None:
             raise UnknownUser(f"no such user in userdb {root}")
         start, end, raw_fields = found
-        _mark(path, name)
+        _mark(path, name, start, key + b"\t" + raw_fields + b"\n", b"")
         splice_file(path, start, end, b"")
         _reconcile(root, name, None)
         _unmark(path)
@@ -618,12 +706,16 @@ __all__ = [
     "update_compiled",
     "sync_compiled",
     "compiled_pair",
+    "recover_pending",
     "change_password",
     "add_record",
     "delete_record",
     "locate",
     "splice_file",
     "pending_path",
+    "sync_compiled",
+    "compiled_pair",
+    "recover_pending",
     "text_lock_path",
     "compiled_lock_path",
 ]
