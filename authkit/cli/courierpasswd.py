@@ -290,7 +290,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         os.environ["HOME"] = account.home
         if account.shell:
             os.environ["SHELL"] = account.shell
-        _become(account)
+        if opts.prog:  # ids and cwd matter only to the program run next
+            _become(account)
     except UnknownUser:
         attempt.report("rejected", None, 5)
         return 3 if lookup else 1

@@ -322,6 +322,18 @@ def test_change_without_prog_exits_0(userdb: Path) -> None:
     assert run(["--changepwd"], b"dave\0secret\0n3w-passw0rd\0", userdb=userdb).returncode == 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="ids and cwd change only as root")
+def test_change_as_root_without_prog_needs_no_home(userdb: Path) -> None:
+    """Without prog nothing is run, so no uid switch or chdir is attempted: a
+    missing home directory must not turn a committed change into exit 111."""
+    text = userdb.read_text().replace(f"home={userdb.parent}/dave", "home=/nonexistent/dave")
+    userdb.write_text(text)
+    done = run(["-c", "--stderr"], b"dave\0secret\0n3w-passw0rd\0", userdb=userdb)
+    assert done.returncode == 0 and b"result=changed" in done.stderr, done.stderr
+    login = run(["--stderr"], b"dave\0n3w-passw0rd\0", userdb=userdb)
+    assert login.returncode == 0, login.stderr
+
+
 def test_change_ignores_cramtype(userdb: Path) -> None:
     assert run(["-c", "-C", "md5"], b"dave\0secret\0n3w-passw0rd\0", userdb=userdb).returncode == 0
 
