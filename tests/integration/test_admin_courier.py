@@ -213,16 +213,16 @@ def _state(lab, name: bytes) -> tuple[bytes | None, bytes | None]:  # noqa: ANN0
 
 
 def test_sigkill_at_random_points_never_leaves_a_half_change(courier_lab) -> None:
-    """30 kills at random moments of ``authkit userdb victim set systempw=...`` on
-    a 20,000-account userdb, with Courier's authdaemond running.  After each kill:
+    """25 kills at random moments of ``authkit userdb victim set systempw=... mail=...``
+    (both compiled files change) on a 30,000-account userdb, with Courier's authdaemond running.  After each kill:
     the text parses (no malformed line, no duplicate), Courier's daemon works, the
     compiled pair agrees with the text except at most for the victim's record,
     and the victim's compiled value is the old or the new one.  The next change
     (of any record of the file) recovers: text and compiled agree everywhere."""
     lab = courier_lab
     victim = b"victim@example.com"
-    lines = [b"u%05d@example.com\tuid=5000|gid=5000|home=/h/%d|systempw=$1$x$y" % (i, i) for i in range(20000)]
-    lines.insert(10000, victim + b"\tuid=5000|gid=5000|home=/h/v|systempw=V0|mail=/m")
+    lines = [b"u%05d@example.com\tuid=5000|gid=5000|home=/h/%d|systempw=$1$x$y" % (i, i) for i in range(30000)]
+    lines.insert(15000, victim + b"\tuid=5000|gid=5000|home=/h/v|systempw=V0|mail=/m")
     lab.userdb_path.write_bytes(b"\n".join(lines) + b"\n")
     os.chmod(lab.userdb_path, 0o600)
     authkit(lab, "makeuserdb")
@@ -230,16 +230,25 @@ def test_sigkill_at_random_points_never_leaves_a_half_change(courier_lab) -> Non
     authkit(lab, "makeuserdb")
     lab.start_daemon()
     rng = random.Random(7)
-    value = 0
-    outcomes = set()
-    for attempt in range(30):
-        new = value + 1
-        proc = subprocess.Popen([str(BIN), "--userdb", str(lab.userdb_path), "userdb", victim.decode(), "set",
+
+    def start(new: int) -> subprocess.Popen:
+        return subprocess.Popen([str(BIN), "--userdb", str(lab.userdb_path), "userdb", victim.decode(), "set",
                                  f"systempw=V{new}", f"mail=/m{new}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.0, 0.25))
+
+    began = time.monotonic()
+    assert start(1).wait() == 0
+    full = time.monotonic() - began  # how long one uninterrupted change takes
+    value = 1
+    outcomes = set()
+    journals = 0
+    for attempt in range(25):
+        new = value + 1
+        proc = start(new)
+        time.sleep(rng.uniform(0.3 * full, 1.1 * full))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        journals += any(n.startswith(".authkit-pending") for n in os.listdir(lab.etc_dir))
         problems = list(check_text(str(lab.userdb_path)))
         assert problems == [], (attempt, problems)
         differences = list(verify_compiled(str(lab.userdb_path)))
@@ -257,5 +266,7 @@ def test_sigkill_at_random_points_never_leaves_a_half_change(courier_lab) -> Non
         assert text.split(b"|")[3] == shadow, (attempt, text, shadow)
         value = int(shadow.split(b"=V")[1])
         assert not any(n.startswith(".authkit-pending") for n in os.listdir(lab.etc_dir))
+    print("kill outcomes (text new, compiled new, differed):", sorted(outcomes), "journals:", journals)
     # the kills landed before, during and after the change
     assert (False, False, False) in outcomes and (True, True, False) in outcomes, outcomes
+    assert journals >= 1, "no kill landed inside a change"
