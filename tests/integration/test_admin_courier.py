@@ -270,3 +270,21 @@ def test_sigkill_at_random_points_never_leaves_a_half_change(courier_lab) -> Non
     # the kills landed before, during and after the change
     assert (False, False, False) in outcomes and (True, True, False) in outcomes, outcomes
     assert journals >= 1, "no kill landed inside a change"
+
+
+def test_bench_userdb_scale_smoke_at_1k(tmp_path: Path) -> None:
+    """bench/bench_userdb_scale.py runs end to end at 1,000 accounts (the real
+    figures are made by hand at 1k/100k/1M, see bench/README.md)."""
+    import json
+    import sys
+
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_userdb_scale.py"), "--sizes", "1000",
+                           "--lookup-rounds", "2", "--json", str(tmp_path / "rows.json")],
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads((tmp_path / "rows.json").read_text())["rows"][0]
+    assert row["accounts"] == 1000
+    for key in ("compile_authkit_s", "compile_courier_s", "change_authkit_s", "change_courier_s",
+                "lookup_authkit_process_ms", "compile_authkit_rss_kb"):
+        assert row[key] > 0, key
+    assert row["change_breakdown_s"]["total"] > 0
