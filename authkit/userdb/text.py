@@ -198,9 +198,9 @@ def edit_fields(
             done.add(key)
         else:
             out.append(item)
-    for key, value in set_values:
+    for key, _ in set_values:
         if key not in done:
-            out.append(f"{key}={value}")
+            out.append(f"{key}={wanted[key]}")  # the last value given for a field wins
             done.add(key)
     return "|".join(out)
 

@@ -142,3 +142,8 @@ def test_non_utf8_bytes_round_trip():
 
     name, fields = decode(parts[0]), decode(parts[1])
     assert format_line(name, fields) == b"\xffuser\tuid=1|gecos=\xfe\n"
+
+
+def test_a_field_given_twice_takes_its_last_value_whether_new_or_existing():
+    assert edit_fields("a=1", [("a", "2"), ("a", "3")]) == "a=3"
+    assert edit_fields("a=1", [("b", "2"), ("b", "3")]) == "a=1|b=3"
