@@ -393,7 +393,9 @@ def compile_userdb(root: str, *, progress: "Progress | None" = None, parallel: b
         child = _start_shadow_child(sources, tmp_shadow) if parallel else 0
         counts = (0, 0)
         try:
-            _remove(tmp_dat, tmp_shadow)
+            _remove(tmp_dat)  # (the shadow writer child removes and creates its own)
+            if not parallel:
+                _remove(tmp_shadow)
             main_db = _open_bulk(tmp_dat, 0o644)
             try:
                 shadow_db = None if parallel else _open_bulk(tmp_shadow, 0o600)
