@@ -13,7 +13,7 @@ Every write follows one protocol:
    edits made with Courier's own ``userdb`` script);
 3. write the undo journal ``<dir>/.authkit-pending.<file>`` (the record's
    offset, old line and new line) and fsync it;
-4. find the record with one ``mmap.find`` pass, change its fields in place
+4. find the record with one ``bytes.find`` pass over 1 MiB chunks, change its fields in place
    (other lines, comments and the record's field order stay byte for byte), and
    write ``<dir>/.tmp.<file>``: the unchanged parts are copied in the kernel
    (``copy_file_range``), only the new line is written; it gets the old file's
@@ -173,28 +173,59 @@ def locate(root: str, name: str) -> tuple[str, str] | None:
     return None
 
 
+_CHUNK = 1 << 20
+
+
 def _find_line(path: str, key: bytes) -> tuple[int, int, bytes] | None:
     """``(start, end, fields)`` of the first line of ``path`` for ``key``
-    (``end`` is just past its newline, or the file's end), found with one
-    ``mmap.find`` pass instead of reading the file into memory; None if absent."""
-    import mmap
+    (``end`` is just past its newline, or the file's end), or None if absent.
 
+    One pass of ``bytes.find`` over 1 MiB ``pread`` chunks: as fast as a memory
+    map here, but the process never holds more than two chunks (a memory map of
+    the whole file would count up to its size in the resident set)."""
     try:
-        handle = open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise TemporaryFailure(f"cannot read userdb {path}: {exc.strerror}") from None
-    with handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return None
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            span = files.find_in_data(data, key)  # type: ignore[arg-type]
-            if span is None:
+    try:
+        needle = b"\n" + key + b"\t"
+        overlap = len(needle) - 1
+        offset = 0
+        carry = b"\n"  # as if a newline preceded the file
+        start = -1
+        while True:
+            chunk = os.pread(fd, _CHUNK, offset)
+            window = carry + chunk
+            hit = window.find(needle)
+            if hit >= 0:
+                start = offset - len(carry) + hit + 1
+                break
+            if len(chunk) < _CHUNK:
                 return None
-            start, end = span
-            fields = data[start + len(key) + 1 : end]
-            return start, min(end + 1, len(data)), fields
+            offset += len(chunk)
+            carry = window[-overlap:] if overlap else b""
+        # read the line from its start
+        line = b""
+        position = start
+        while True:
+            chunk = os.pread(fd, _CHUNK, position)
+            newline = chunk.find(b"\n")
+            if newline >= 0:
+                line += chunk[:newline]
+                end = position + newline + 1
+                break
+            line += chunk
+            position += len(chunk)
+            if len(chunk) < _CHUNK:
+                end = position
+                break
+        return start, end, line[len(key) + 1:]
+    except OSError as exc:
+        raise TemporaryFailure(f"cannot read userdb {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
