@@ -126,7 +126,7 @@ def helper_change(path: str, name: str, old: str, new: str) -> None:
         setattr(module, attr, timed_call)
 
     wrap(edit, "_mark", "journal (write+fsync)")
-    wrap(edit, "_find_line", "find record (mmap)")
+    wrap(edit, "_find_line", "find record (pread chunks)")
     wrap(edit, "_reconcile", "pre-check of compiled record")
     wrap(edit, "splice_file", "text rewrite (copy_file_range+fsync+rename)")
     wrap(edit, "_copy_file", "shadow copy (copy_file_range)")
