@@ -28,13 +28,15 @@ Where authkit differs, on purpose:
 * a **malformed line** (text without a TAB, or an empty name) is an error naming
   ``file:line``, and nothing is replaced (Courier stores such a line as a bogus
   record ``line -> "1"`` in both files, or silently skips an empty name).  Lines
-  that are empty, blank (only spaces/tabs... but no TAB separator) or start with
-  ``#`` are skipped.
+  that are empty, hold only spaces, or start with ``#`` are skipped.
 
-Memory stays flat as the userdb grows: the text is streamed line by line and
-duplicates are found by GDBM's insert itself (no set of names is kept).  The two
+Memory stays flat as the userdb grows: the text is streamed line by line,
+duplicates are found by GDBM's insert itself (no set of names is kept), and
+libgdbm runs with a fixed bucket cache and ``GDBM_NOMMAP`` (through ctypes; the
+``_gdbm`` module is the fallback), which also halves libgdbm's own time.  The two
 files are written by two processes (a forked child writes the shadow file), so a
 1M-account compile uses both cores; ``parallel=False`` does everything in one.
+Figures: bench/README.md, "userdb at scale".
 
 Errors: :class:`CompileError` (a ``Misuse``, exit 2) for a refused or malformed
 source; ``TemporaryFailure`` for I/O errors.  Messages never quote field values.
