@@ -225,3 +225,17 @@ def test_verify_compiled_finds_a_stale_record_and_an_extra_key(tmp_path: Path) -
         f"{root}:1: 'a' differs in {root}shadow.dat",
         f"{root}.dat: 'b' is not in the text userdb",
     ]
+
+
+def test_fallback_writer_through_authkit_gdbm_gives_the_same_files(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    text = b"".join(b"u%d\tuid=%d|gid=1|home=/h|systempw=p%d\n" % (i, i, i) for i in range(300))
+    fast = _userdb(tmp_path, text, "fast")
+    slow = _userdb(tmp_path, text + b"u7\tuid=1|gid=1|home=/h\n", "slow")
+    compile_userdb(str(fast))
+    monkeypatch.setenv("AUTHKIT_GDBM_BACKEND", "_gdbm")  # the slower, portable writer
+    with pytest.raises(CompileError, match=f"{slow}:301: duplicate account 'u7'"):
+        compile_userdb(str(slow))
+    slow.write_bytes(text)
+    compile_userdb(str(slow), parallel=False)
+    assert _pairs(slow) == _pairs(fast)
