@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := \
 	ucspi-tcp daemontools xinetd stunnel4 \
 	dovecot-core dovecot-imapd qpsmtpd swaks \
 	php-cli php-net-socket roundcube-plugins poppass-cgi \
-	hyperfine procps acl openssl systemd
+	hyperfine procps time acl openssl systemd
 
 .PHONY: all demo test deps venv unit integration fuzz bench clean
 
@@ -55,7 +55,10 @@ fuzz: venv
 	AUTHKIT_FUZZ_SECONDS=$${AUTHKIT_FUZZ_SECONDS:-600} $(PY) -m pytest -q tests/fuzz
 
 bench: deps venv
-	$(PY) bench/run_all.py
+	$(VENV)/bin/pip install -q -e '.[test,bench]'
+	$(PY) bench/bench_import.py
+	$(PY) bench/bench_courierpasswd.py
+	$(PY) bench/bench_userdb_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
