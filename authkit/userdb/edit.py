@@ -119,21 +119,17 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def replace_file(path: str, chunks: "Iterable[bytes]", tmp_path: str | None = None) -> None:
-    """Write ``chunks`` to a temporary file beside ``path`` (``.tmp.<name>``, or
-    ``tmp_path``) with ``path``'s owner and mode (0600 for a new file), fsync it and
-    rename it over ``path``.  On any error the temporary file is removed, ``path``
-    is untouched, and ``TemporaryFailure`` names the file (disk full, read-only
-    directory, ...)."""
+def _write_beside(
+    path: str, mode: int, uid: int, gid: int, body: "Callable[[int], None]", tmp_path: str | None = None
+) -> None:
+    """The one way authkit replaces a text file: create ``.tmp.<name>`` beside
+    ``path`` (or ``tmp_path``; never through a symlink), give it ``uid``/``gid``
+    (-1: ours; kept ours when not root, as Courier's script does) and ``mode``,
+    let ``body(fd)`` write the content, fsync, rename over ``path``, fsync the
+    directory.  On any error the temporary file is removed, ``path`` is untouched,
+    and ``TemporaryFailure`` names the file (disk full, read-only directory, ...)."""
     directory, name = os.path.split(path)
     tmp = tmp_path or os.path.join(directory, ".tmp." + name)
-    try:
-        st = os.stat(path)
-        mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
-    except FileNotFoundError:
-        mode, uid, gid = 0o600, -1, -1
-    except OSError as exc:
-        raise TemporaryFailure(f"cannot stat {path}: {exc.strerror}") from None
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
@@ -144,13 +140,9 @@ def replace_file(path: str, chunks: "Iterable[bytes]", tmp_path: str | None = No
                 try:
                     os.fchown(fd, uid, gid)
                 except PermissionError:
-                    pass  # not root: the file keeps our ids, as Courier's script does
+                    pass
             os.fchmod(fd, mode)
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+            body(fd)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -162,6 +154,32 @@ def replace_file(path: str, chunks: "Iterable[bytes]", tmp_path: str | None = No
         except OSError:
             pass
         raise TemporaryFailure(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def replace_file(path: str, chunks: "Iterable[bytes]", tmp_path: str | None = None) -> None:
+    """Write ``chunks`` to a temporary file beside ``path`` (``.tmp.<name>``, or
+    ``tmp_path``) with ``path``'s owner and mode (0600 for a new file), fsync it and
+    rename it over ``path`` (see :func:`_write_beside`).  Raises
+    ``TemporaryFailure`` naming the file; ``path`` is then untouched."""
+    try:
+        st = os.stat(path)
+        mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+    except FileNotFoundError:
+        mode, uid, gid = 0o600, -1, -1
+    except OSError as exc:
+        raise TemporaryFailure(f"cannot stat {path}: {exc.strerror}") from None
+
+    def body(fd: int) -> None:
+        for chunk in chunks:
+            _write_all(fd, chunk)
+
+    _write_beside(path, mode, uid, gid, body, tmp_path)
 
 
 def locate(root: str, name: str) -> tuple[str, str] | None:
@@ -250,45 +268,25 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
 
 def splice_file(path: str, start: int, end: int, replacement: bytes) -> None:
     """Replace bytes ``[start, end)`` of ``path`` with ``replacement`` the safe
-    way (like :func:`replace_file`: ``.tmp.<name>`` with the same owner and mode,
-    fsync, rename, fsync of the directory), copying the unchanged parts in the
-    kernel.  Raises TemporaryFailure naming the file; ``path`` is then untouched."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, ".tmp." + name)
+    way (:func:`_write_beside`: same owner and mode, fsync, rename, fsync of the
+    directory), copying the unchanged parts in the kernel.  Raises
+    TemporaryFailure naming the file; ``path`` is then untouched."""
     try:
         src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise TemporaryFailure(f"cannot read {path}: {exc.strerror}") from None
     try:
-        st = os.fstat(src)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            st = os.fstat(src)
         except OSError as exc:
-            raise TemporaryFailure(f"cannot write {tmp}: {exc.strerror}") from None
-        try:
-            try:
-                if st.st_uid != os.geteuid() or st.st_gid != os.getegid():
-                    try:
-                        os.fchown(fd, st.st_uid, st.st_gid)
-                    except PermissionError:
-                        pass
-                os.fchmod(fd, st.st_mode & 0o7777)
-                _copy_range(src, fd, 0, start)
-                view = memoryview(replacement)
-                while view:
-                    view = view[os.write(fd, view):]
-                _copy_range(src, fd, end, st.st_size - end)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-            _fsync_dir(directory)
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise TemporaryFailure(f"cannot write {path}: {exc.strerror}") from None
+            raise TemporaryFailure(f"cannot read {path}: {exc.strerror}") from None
+
+        def body(fd: int) -> None:
+            _copy_range(src, fd, 0, start)
+            _write_all(fd, replacement)
+            _copy_range(src, fd, end, st.st_size - end)
+
+        _write_beside(path, st.st_mode & 0o7777, st.st_uid, st.st_gid, body)
     finally:
         os.close(src)
 
