@@ -58,6 +58,7 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "max_username_length": (int, 64),
     "bad_pass_delay": (float, 3.0),
     "idle_timeout": (float, 60.0),
+    "max_connections": (int, 64),
 }
 
 
@@ -82,6 +83,7 @@ class Settings:
     max_username_length: int
     bad_pass_delay: float
     idle_timeout: float
+    max_connections: int
 
     def __init__(self, **values: object) -> None:
         for key, (kind, default) in _SCHEMA.items():

@@ -42,7 +42,7 @@ USAGE = (
     "                    [--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]"
 )
 #: --listen: most connections served at once; more get "500 Server busy".
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 64  # default of the max_connections setting
 #: how often a waiting reader or the accept loop looks at the stop flag (seconds).
 POLL = 0.25
 
@@ -429,7 +429,7 @@ def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: AN
                 continue
             peer = addr[0]
             with lock:
-                busy = len(threads) >= MAX_CONNECTIONS
+                busy = len(threads) >= server.settings.max_connections
             if busy:
                 try:
                     conn.sendall(pp.SERVER_BUSY.data)

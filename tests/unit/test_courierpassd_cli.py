@@ -266,6 +266,33 @@ def test_listen_serves_many_clients_at_once_and_stops_on_sigterm(tmp_path: Path)
     assert log.count("result=changed") == 4 and "ip=127.0.0.1" in log
 
 
+def test_listen_turns_away_connections_beyond_max_connections(tmp_path: Path) -> None:
+    config = write_userdb(tmp_path, {"andrew@example.com": (5000, OLD)}, max_connections=2)
+    server = Listener(config)
+    held = []
+    try:
+        for _ in range(2):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            assert sock.makefile("rb").readline().startswith(b"200 courierpassd")
+            held.append(sock)
+        third = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        assert third.makefile("rb").readline() == b"500 Server busy - try again later\r\n"
+        third.close()
+        held.pop().close()  # a slot frees up: the next client is served
+        deadline = time.monotonic() + 5
+        while True:
+            reply = dialogue(server.port, ["user andrew@example.com", f"pass {OLD}", f"newpass {NEW}", "quit"])
+            if reply == SUCCESS or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert reply == SUCCESS
+    finally:
+        for sock in held:
+            sock.close()
+        rc, log = server.stop()
+    assert "result=busy" in log
+
+
 def test_sigterm_ends_idle_connections_with_500(conf: Path) -> None:
     server = Listener(conf)
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
