@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 from ..errors import TemporaryFailure
+from . import compiled_paths  # noqa: F401 - re-exported: files.compiled_paths
 from .text import MalformedLine, decode, split_line
 
 TYPE_CHECKING = False
@@ -23,13 +24,6 @@ if TYPE_CHECKING:
     from typing import Callable, Iterator
 
     ProblemHandler = Callable[[str, int, str], None]
-
-
-def compiled_paths(root: str) -> tuple[str, str]:
-    """Courier's names for the compiled pair of a userdb: ``<root>.dat`` and
-    ``<root>shadow.dat`` (``/etc/courier/userdb`` -> ``userdb.dat``,
-    ``userdbshadow.dat``)."""
-    return root + ".dat", root + "shadow.dat"
 
 
 def _os_failure(path: str, exc: OSError) -> TemporaryFailure:

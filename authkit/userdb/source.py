@@ -19,7 +19,7 @@ import os
 
 from ..errors import BadPassword, Misuse, TemporaryFailure, UnknownUser
 from ..source import AccountSource
-from . import files
+from . import compiled_paths
 from .text import (
     InvalidRecord,
     decode,
@@ -76,7 +76,7 @@ class UserdbSource(AccountSource):
         on_problem: "Callable[[str, int, str], None] | None" = None,
     ) -> None:
         self.path = path
-        self.dat_path, self.shadow_path = files.compiled_paths(path)
+        self.dat_path, self.shadow_path = compiled_paths(path)
         self.default_options = default_options
         self.hash_scheme = hash_scheme
         self.on_problem = on_problem
@@ -108,6 +108,8 @@ class UserdbSource(AccountSource):
         return decode(main), (None if shadow is None else decode(shadow))
 
     def _text_record(self, name: str) -> tuple[str, str | None] | None:
+        from . import files  # only for a text userdb: logins on the compiled pair skip it
+
         key = encode(name)
         for path, location in files.userdb_files(self.path):
             data = files.read_file(path)
@@ -179,6 +181,8 @@ class UserdbSource(AccountSource):
         if self.uses_compiled():
             yield from self._enumerate_compiled()
             return
+        from . import files
+
         seen: set[str] = set()
         for path, location, lineno, name, fields in files.iter_lines(self.path, self.on_problem):
             if name in seen:
