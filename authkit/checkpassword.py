@@ -12,8 +12,8 @@ interface, http://cr.yp.to/checkpwd/interface.html) into one of four requests:
   the challenge is the field shaped ``<...>``, the response the field of exactly
   the algorithm's hex digest length;
 * :class:`PasswordChange`: with ``-c``, ``user\\0old\\0new\\0``;
-* :class:`Lookup`: Dovecot's password-less lookup, ``user\\0\\0...`` while the
-  environment has ``AUTHORIZED=1``.
+* :class:`Lookup`: Dovecot's password-less lookup, exactly ``user\\0\\0\\0``
+  while the environment has ``AUTHORIZED=1``.
 
 Errors carry djb's exit codes (``authkit.errors``): more than 512 bytes is
 ``Rejected`` (exit 1, as djb's ``checkpassword.c`` does); no data, or a missing
@@ -183,7 +183,8 @@ def parse_request(data: bytes, *, change: bool = False, cram: str | None = None,
 
     * ``change`` (``-c``): ``user\\0old\\0new\\0``; the new password must end in
       NUL (``Misuse`` otherwise).  ``cram`` and ``authorized`` are ignored.
-    * ``authorized`` (``AUTHORIZED=1``) and an empty password: :class:`Lookup`.
+    * ``authorized`` (``AUTHORIZED=1``) and exactly ``user\\0\\0\\0`` (what
+      Dovecot sends for a lookup): :class:`Lookup`.
     * ``cram`` (``md5``, ``sha1`` or ``sha256``): :class:`CramLogin` when one of
       fields 2 and 3 is a challenge ``<...>`` and the other a hex response of the
       algorithm's length (field 3 NUL-terminated); otherwise the input is a
@@ -200,7 +201,10 @@ def parse_request(data: bytes, *, change: bool = False, cram: str | None = None,
         if not terminated:
             raise Misuse("no NUL after the new password")
         return PasswordChange(user, second, third)
-    if authorized and not second:
+    if authorized and not second and not third and terminated:
+        # exactly Dovecot's lookup shape, user NUL NUL NUL: a stray AUTHORIZED=1 in
+        # the environment of another caller (TMDA sends user NUL pass NUL) can
+        # never turn an empty password into a lookup
         return Lookup(user)
     if cram is not None and terminated:
         if is_challenge(third) and is_response(second, cram):

@@ -263,7 +263,13 @@ def test_change_ignores_cramtype_and_authorized() -> None:
 
 def test_authorized_with_empty_password_is_a_lookup() -> None:
     assert parse_all_ways(b"alice\x00\x00\x00", authorized=True) == Lookup(b"alice")
-    assert parse_all_ways(b"alice\x00\x00", authorized=True) == Lookup(b"alice")
+
+
+def test_authorized_lookup_needs_exactly_dovecots_three_nuls() -> None:
+    """A stray AUTHORIZED=1 under another caller must not make an empty
+    password a lookup: only Dovecot's ``user\\0\\0\\0`` is one."""
+    assert parse_all_ways(b"alice\x00\x00", authorized=True) == PlainLogin(b"alice", b"", b"")
+    assert parse_all_ways(b"alice\x00\x00Y123456\x00", authorized=True) == PlainLogin(b"alice", b"", b"Y123456")
 
 
 def test_authorized_with_a_password_is_a_plain_login() -> None:
