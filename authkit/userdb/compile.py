@@ -50,6 +50,7 @@ import time
 
 from ..errors import Misuse, TemporaryFailure
 from . import files
+from .text import MalformedLine, split_compiled_bytes, split_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,24 +82,9 @@ class CompileResult:
                 f"seconds={self.seconds:.3f})")
 
 
-def split_record(fields: bytes, location: bytes) -> tuple[bytes, bytes | None]:
-    """The ``userdb.dat`` and ``userdbshadow.dat`` values Courier's makeuserdb stores
-    for a record's field text (None: no shadow record).  Perl ``split(/\\|/)``
-    semantics: inner empty fields are kept, trailing empty fields dropped."""
-    items = fields.split(b"|")
-    while items and not items[-1]:
-        items.pop()
-    main = []
-    shadow = []
-    for item in items:
-        if b"pw=" in item:  # cheap pre-test; the exact rule follows
-            eq = item.find(b"=")
-            if item.endswith(b"pw", 0, eq):
-                shadow.append(item)
-                continue
-        main.append(item)
-    main.append(b"_=" + location)
-    return b"|".join(main), (b"|".join(shadow) if shadow else None)
+#: Courier's split of a record into its two compiled values (bytes in, bytes out);
+#: the rule lives in authkit.userdb.text.
+split_record = split_compiled_bytes
 
 
 def check_source(root: str) -> None:
@@ -144,21 +130,13 @@ def iter_records(sources: list[tuple[str, bytes, int]]) -> "Iterator[tuple[str, 
         except OSError as exc:
             raise TemporaryFailure(f"cannot read userdb {path}: {exc.strerror}") from None
         with handle:
-            lineno = 0
-            for line in handle:
-                lineno += 1
-                size = len(line)
-                if line[-1:] == b"\n":
-                    line = line[:-1]
-                if not line or line[0] == 35:  # '#'
-                    continue
-                tab = line.find(b"\t")
-                if tab <= 0:
-                    if tab < 0 and not line.strip():
-                        continue
-                    why = "no TAB between the name and the fields" if tab < 0 else "empty account name"
-                    raise CompileError(f"{path}:{lineno}: {why}")
-                yield path, lineno, line[:tab], line[tab + 1:], location, size
+            for lineno, line in enumerate(handle, 1):
+                try:
+                    parts = split_line(line[:-1] if line[-1:] == b"\n" else line)
+                except MalformedLine as exc:
+                    raise CompileError(f"{path}:{lineno}: {exc}") from None
+                if parts is not None:
+                    yield path, lineno, parts[0], parts[1], location, len(line)
 
 
 def find_first(sources: list[tuple[str, bytes, int]], name: bytes) -> tuple[str, int]:
@@ -321,8 +299,10 @@ def _feed(sources: list[tuple[str, bytes, int]], main_db: "_BulkWriter | _Fallba
     CompileError at a malformed line, _Duplicate for a name stored twice.
 
     This is the hot loop of makeuserdb (one pass per process at 1M lines), so the
-    per-line work is inlined: the common record without password fields costs
-    one ``find`` and one concatenation."""
+    per-line work is inlined: the line rule is text.split_line's, written out
+    (tests/unit/test_compile.py feeds both the same malformed lines), and the
+    common record without password fields costs one ``find`` and one
+    concatenation."""
     records = shadow_records = 0
     done = 0
     next_report = time.monotonic() + 0.2
@@ -601,13 +581,12 @@ def _tolerant_records(sources: list[tuple[str, bytes, int]]) -> "Iterator[tuple[
     for path, location, _size in sources:
         with open(path, "rb") as handle:
             for lineno, line in enumerate(handle, 1):
-                if line[-1:] == b"\n":
-                    line = line[:-1]
-                if not line or line[0] == 35:
+                try:
+                    parts = split_line(line[:-1] if line[-1:] == b"\n" else line)
+                except MalformedLine:
                     continue
-                tab = line.find(b"\t")
-                if tab > 0:
-                    yield path, lineno, line[:tab], line[tab + 1:], location, len(line)
+                if parts is not None:
+                    yield path, lineno, parts[0], parts[1], location, len(line)
 
 
 __all__ = ["CompileError", "CompileResult", "compile_userdb", "split_record", "check_source",

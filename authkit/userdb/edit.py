@@ -56,6 +56,7 @@ from .text import (
     first_values,
     format_line,
     parse_fields,
+    split_compiled,
 )
 
 TYPE_CHECKING = False
@@ -306,13 +307,10 @@ def _text_file_for(root: str, name: str) -> tuple[str, str]:
 
 
 def _compiled_pair(fields: bytes | str, location: str) -> tuple[str, str | None]:
-    """What makeuserdb stores for a record (authkit.userdb.compile.split_record,
-    i.e. exactly Courier's split), as text."""
-    from .compile import split_record
-
-    raw = fields if isinstance(fields, bytes) else encode(fields)
-    main, shadow = split_record(raw, encode(location))
-    return decode(main), (None if shadow is None else decode(shadow))
+    """What makeuserdb stores for a record (Courier's exact split), as text."""
+    if isinstance(fields, bytes):
+        fields = decode(fields)
+    return split_compiled(fields, location)
 
 
 class _ChangeLocks:

@@ -86,18 +86,34 @@ def is_password_field(raw_field: str) -> bool:
     return bool(sep) and key.endswith("pw")
 
 
+def split_compiled_bytes(fields: bytes, location: bytes) -> tuple[bytes, bytes | None]:
+    """The ``userdb.dat`` and ``userdbshadow.dat`` values Courier's makeuserdb
+    stores for a record's field text: the non-password fields plus
+    ``_=<location>``, and the password fields (None when there are none: then no
+    shadow record is written).  Perl ``split(/\\|/)`` semantics, as makeuserdb's:
+    inner empty fields are kept, trailing empty fields dropped.  The one
+    implementation of this rule: the compiler, the editor and the text reader all
+    call it."""
+    items = fields.split(b"|")
+    while items and not items[-1]:
+        items.pop()
+    main = []
+    shadow = []
+    for item in items:
+        if b"pw=" in item:  # cheap pre-test; the exact rule (is_password_field) follows
+            eq = item.find(b"=")
+            if item.endswith(b"pw", 0, eq):
+                shadow.append(item)
+                continue
+        main.append(item)
+    main.append(b"_=" + location)
+    return b"|".join(main), (b"|".join(shadow) if shadow else None)
+
+
 def split_compiled(fields: str, location: str) -> tuple[str, str | None]:
-    """The ``userdb.dat`` and ``userdbshadow.dat`` values makeuserdb stores for a
-    record: non-password fields plus ``_=<location>``, and the password fields
-    (None when there are none, as makeuserdb then writes no shadow record)."""
-    main: list[str] = []
-    shadow: list[str] = []
-    for item in fields.split("|"):
-        if not item:
-            continue
-        (shadow if is_password_field(item) else main).append(item)
-    main.append("_=" + location)
-    return "|".join(main), ("|".join(shadow) if shadow else None)
+    """:func:`split_compiled_bytes` for decoded text."""
+    main, shadow = split_compiled_bytes(encode(fields), encode(location))
+    return decode(main), (None if shadow is None else decode(shadow))
 
 
 class InvalidRecord(ValueError):
@@ -218,6 +234,7 @@ __all__ = [
     "first_values",
     "is_password_field",
     "split_compiled",
+    "split_compiled_bytes",
     "make_account",
     "edit_fields",
     "format_line",

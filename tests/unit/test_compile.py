@@ -18,6 +18,8 @@ from authkit.userdb.compile import (
     CompileError,
     check_text,
     compile_userdb,
+    iter_records,
+    source_files,
     split_record,
     verify_compiled,
 )
@@ -159,6 +161,10 @@ def test_malformed_line_is_refused_with_file_and_line(tmp_path: Path, line: byte
     with pytest.raises(CompileError, match=f"^{root}:3: {why}"):
         compile_userdb(str(root))
     assert not os.path.exists(f"{root}.dat")
+    # the inlined hot loop and the shared line parser (text.split_line, used by
+    # iter_records) refuse the same line with the same words
+    with pytest.raises(CompileError, match=f"^{root}:3: {why}"):
+        list(iter_records(source_files(str(root))))
 
 
 def test_blank_lines_of_spaces_are_skipped(tmp_path: Path) -> None:

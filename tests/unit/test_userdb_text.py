@@ -147,3 +147,10 @@ def test_non_utf8_bytes_round_trip():
 def test_a_field_given_twice_takes_its_last_value_whether_new_or_existing():
     assert edit_fields("a=1", [("a", "2"), ("a", "3")]) == "a=3"
     assert edit_fields("a=1", [("b", "2"), ("b", "3")]) == "a=1|b=3"
+
+
+def test_split_compiled_keeps_inner_empty_fields_like_perl_split():
+    # makeuserdb's split(/\|/) keeps inner empty fields and drops trailing ones;
+    # the text reader, the editor and the compiler share this one rule
+    assert split_compiled("|a=1||b=2||", "") == ("|a=1||b=2|_=", None)
+    assert split_compiled("", "x/") == ("_=x/", None)
