@@ -129,7 +129,6 @@ def helper_change(path: str, name: str, old: str, new: str) -> None:
     wrap(edit, "_find_line", "find record (pread chunks)")
     wrap(edit, "_reconcile", "pre-check of compiled record")
     wrap(edit, "splice_file", "text rewrite (copy_file_range+fsync+rename)")
-    wrap(edit, "_copy_file", "shadow copy (copy_file_range)")
     wrap(gdbm.GdbmWriter, "store", "GDBM store")
     wrap(gdbm.GdbmWriter, "sync", "GDBM sync (fsync)")
     wrap(edit, "_store_copy", "shadow copy-on-write total")

@@ -127,8 +127,10 @@ def _write_beside(
     ``path`` (or ``tmp_path``; never through a symlink), give it ``uid``/``gid``
     (-1: ours; kept ours when not root, as Courier's script does) and ``mode``,
     let ``body(fd)`` write the content, fsync, rename over ``path``, fsync the
-    directory.  On any error the temporary file is removed, ``path`` is untouched,
-    and ``TemporaryFailure`` names the file (disk full, read-only directory, ...)."""
+    directory.  On any error the temporary file is removed and ``path`` is
+    untouched; an ``OSError`` becomes ``TemporaryFailure`` naming the file (disk
+    full, read-only directory, ...).  Used for the text files and, through
+    :func:`_store_copy`, for the compiled pair."""
     directory, name = os.path.split(path)
     tmp = tmp_path or os.path.join(directory, ".tmp." + name)
     try:
@@ -149,12 +151,14 @@ def _write_beside(
             os.close(fd)
         os.rename(tmp, path)
         _fsync_dir(directory)
-    except OSError as exc:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise TemporaryFailure(f"cannot write {path}: {exc.strerror}") from None
+        if isinstance(exc, OSError):
+            raise TemporaryFailure(f"cannot write {path}: {exc.strerror}") from None
+        raise
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -558,8 +562,10 @@ def update_compiled(
 
 
 def _store_copy(path: str, key: bytes, value: str | None) -> None:
-    """Copy ``path``, store (or delete, for None) ``key`` in the copy, fsync and
-    rename it into place with the original's owner and mode."""
+    """Copy ``path`` (a compiled ``.dat`` file), store (or delete, for None) ``key``
+    in the copy and put it in place with the original's owner and mode, through
+    :func:`_write_beside` (``.tmp.authkit.<name>``; a new file gets 0600 for the
+    shadow file, 0644 for ``userdb.dat``, as makeuserdb does)."""
     from . import gdbm
 
     directory, name = os.path.split(path)
@@ -568,13 +574,20 @@ def _store_copy(path: str, key: bytes, value: str | None) -> None:
         st = os.stat(path)
     except FileNotFoundError:
         st = None
-    try:
+    except OSError as exc:
+        raise TemporaryFailure(f"cannot stat {path}: {exc.strerror}") from None
+    if st is None and value is None:
+        return
+
+    def body(fd: int) -> None:
         if st is not None:
-            _copy_file(path, tmp)
+            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _copy_range(src, fd, 0, st.st_size)
+            finally:
+                os.close(src)
             writer = gdbm.open_writer(tmp)
         else:
-            if value is None:
-                return
             writer = gdbm.create(tmp, 0o600 if name.endswith("shadow.dat") else 0o644)
         with writer:
             if value is None:
@@ -585,46 +598,12 @@ def _store_copy(path: str, key: bytes, value: str | None) -> None:
             else:
                 writer.store(key, encode(value))
             writer.sync()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            if st is not None:
-                os.fchmod(fd, st.st_mode & 0o7777)
-                try:
-                    os.fchown(fd, st.st_uid, st.st_gid)
-                except PermissionError:
-                    pass
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-        _fsync_dir(directory)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise TemporaryFailure(f"cannot update {path}: {exc.strerror}") from None
 
-
-def _copy_file(src: str, dst: str) -> None:
-    """Copy with copy_file_range (in-kernel; reflink on filesystems that have it)."""
-    fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        try:
-            remaining = os.fstat(fin).st_size
-            while remaining > 0:
-                try:
-                    done = os.copy_file_range(fin, fout, min(remaining, 1 << 30))
-                except OSError:
-                    done = os.sendfile(fout, fin, None, min(remaining, 1 << 30))
-                if done == 0:
-                    break
-                remaining -= done
-        finally:
-            os.close(fout)
-    finally:
-        os.close(fin)
+    if st is not None:
+        mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+    else:
+        mode, uid, gid = (0o600 if name.endswith("shadow.dat") else 0o644), -1, -1
+    _write_beside(path, mode, uid, gid, body, tmp)
 
 
 def change_password(source: "UserdbSource", name: str, old: bytes, new: bytes, service: str) -> None:
