@@ -15,7 +15,6 @@ line.
 from __future__ import annotations
 
 import os
-import sys
 
 LOG_AUTH_FACILITY = 4 << 3  # LOG_AUTH, as <syslog.h> defines it
 

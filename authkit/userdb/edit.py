@@ -61,7 +61,7 @@ from .text import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterable, Iterator, Sequence
+    from typing import Callable, Iterable, Sequence
 
     from .source import UserdbSource
 

@@ -9,7 +9,6 @@ are NUL-free slices of the input or raise exactly ``Misuse`` (exit 2) or
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from authkit.checkpassword import (
     PlainLogin,
     parse_request,
 )
-from authkit.errors import AuthError, Misuse, Rejected
+from authkit.errors import Misuse, Rejected
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stacktools import free_port, password_works, poppassd_dialogue
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +47,6 @@ def _require_tools(*tools: str) -> None:
     for tool in tools:
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed (Debian packages daemontools, ucspi-tcp)")
-
-
-def free_port() -> int:
-    """A 127.0.0.1 TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def set_variables(text: str, **values: str) -> str:
@@ -90,13 +84,7 @@ def install_script(source: Path, target: Path, **values: str) -> None:
 def poppassd_change(port: int, user: str, old: str, new: str) -> list[bytes]:
     """The server's replies to user/pass/newpass/quit, raw (CRLF kept)."""
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        stream = sock.makefile("rwb")
-        replies = [stream.readline()]
-        for line in (f"user {user}", f"pass {old}", f"newpass {new}", "quit"):
-            stream.write(line.encode() + b"\r\n")
-            stream.flush()
-            replies.append(stream.readline())
-        return replies
+        return poppassd_dialogue(sock.makefile("rwb"), user, old, new)
 
 
 def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:  # noqa: ANN001
@@ -136,18 +124,6 @@ def userdb_copy(directory: Path) -> Path:
     shutil.copyfile(EXAMPLE_USERDB, target)
     target.chmod(0o600)
     return target
-
-
-def password_works(userdb: Path, user: str, password: str, service: str = "imap") -> bool:
-    """Whether authkit's UserdbSource accepts user/password for service."""
-    from authkit.errors import Rejected
-    from authkit.userdb.source import UserdbSource
-
-    try:
-        UserdbSource(str(userdb)).authenticate(user, password.encode(), service)
-    except Rejected:
-        return False
-    return True
 
 
 def nobody_dir() -> Path:

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stacktools import free_port, password_works, poppassd_dialogue, wait_listening
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +56,6 @@ def _require() -> str:
     if os.geteuid() != 0:
         pytest.skip("needs root: stunnel drops to the stunnel4 user as configured")
     return stunnel
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -104,18 +99,6 @@ def adjust_config(source: Path, **values: str) -> str:
     return text
 
 
-def wait_listening(port: int, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            assert proc.poll() is None, f"{what} exited {proc.returncode}"
-            assert time.monotonic() < deadline, f"{what} does not listen on {port}"
-            time.sleep(0.05)
-
-
 class Processes:
     """Processes started by the test, each in its own session; all killed at the end."""
 
@@ -150,19 +133,10 @@ def tls_client(pki: dict[str, Path], cert: str | None) -> ssl.SSLContext:
     return context
 
 
-def dialogue(stream, user: str, old: str, new: str) -> list[bytes]:  # noqa: ANN001
-    replies = [stream.readline()]
-    for line in (f"user {user}", f"pass {old}", f"newpass {new}", "quit"):
-        stream.write(line.encode() + b"\r\n")
-        stream.flush()
-        replies.append(stream.readline())
-    return replies
-
-
 def change_over_tls(port: int, context: ssl.SSLContext, new: str) -> list[bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as conn:
-            return dialogue(conn.makefile("rwb"), USER, OLD, new)
+            return poppassd_dialogue(conn.makefile("rwb"), USER, OLD, new)
 
 
 def refused_bytes(port: int, context: ssl.SSLContext) -> bytes:
@@ -181,17 +155,6 @@ def refused_bytes(port: int, context: ssl.SSLContext) -> bytes:
         except (ssl.SSLError, ConnectionError):
             pass
     return received
-
-
-def password_works(userdb: Path, password: str) -> bool:
-    from authkit.errors import Rejected
-    from authkit.userdb.source import UserdbSource
-
-    try:
-        UserdbSource(str(userdb)).authenticate(USER, password.encode(), "imap")
-    except Rejected:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -287,8 +250,8 @@ def test_client_certificate_gets_through_and_others_never_reach_courierpassd(lab
     assert replies[0].startswith(b"200 courierpassd v")
     assert replies[1:] == [b"200 Your password please\r\n", b"200 Your new password please\r\n",
                            b"200 Password changed\r\n", b"200 Bye\r\n"]
-    assert password_works(userdb, "Stunnel-Pw-2024")
-    assert not password_works(userdb, OLD)
+    assert password_works(userdb, USER, "Stunnel-Pw-2024")
+    assert not password_works(userdb, USER, OLD)
     deadline = time.monotonic() + 10
     while session_count(backend_log, mode) == baseline and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -311,7 +274,7 @@ def test_webmail_side_stunnel_carries_a_plain_poppassd_client_to_the_server(lab,
     client_side = procs.start([stunnel, str(conf)], {"PATH": "/usr/bin:/bin"}, tmp_path / "client.out")
     wait_listening(local, client_side, "stunnel (webmail side)")
     with socket.create_connection(("127.0.0.1", local), timeout=20) as sock:
-        replies = dialogue(sock.makefile("rwb"), USER, OLD, "Webmail-Pw-2024")
+        replies = poppassd_dialogue(sock.makefile("rwb"), USER, OLD, "Webmail-Pw-2024")
     assert replies[0].startswith(b"200 courierpassd v"), replies
     assert replies[3] == b"200 Password changed\r\n"
-    assert password_works(userdb, "Webmail-Pw-2024")
+    assert password_works(userdb, USER, "Webmail-Pw-2024")

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stacktools import free_port, password_works, poppassd_dialogue
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +41,6 @@ CONTRIB = REPO / "contrib"
 COURIERPASSD = REPO / "bin" / "courierpassd"
 INSTALLED_PATH = "/usr/local/sbin/courierpassd"
 USER, OLD = "andrew@example.com", "Andrew-Imap-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def unit_settings(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -85,33 +80,11 @@ def setup_userdb(tmp_path: Path) -> tuple[Path, Path]:
     return userdb, config
 
 
-def dialogue(sock: socket.socket, user: str, old: str, new: str) -> list[bytes]:
-    stream = sock.makefile("rwb")
-    replies = [stream.readline()]
-    for line in (f"user {user}", f"pass {old}", f"newpass {new}", "quit"):
-        stream.write(line.encode() + b"\r\n")
-        stream.flush()
-        replies.append(stream.readline())
-    replies.append(stream.read())  # then the server closes
-    return replies
-
-
 def assert_changed(replies: list[bytes]) -> None:
     assert replies[0].startswith(b"200 courierpassd v"), replies
     assert replies[1:5] == [b"200 Your password please\r\n", b"200 Your new password please\r\n",
                             b"200 Password changed\r\n", b"200 Bye\r\n"], replies
     assert replies[5] == b""
-
-
-def password_works(userdb: Path, user: str, password: str, service: str = "imap") -> bool:
-    from authkit.errors import Rejected
-    from authkit.userdb.source import UserdbSource
-
-    try:
-        UserdbSource(str(userdb)).authenticate(user, password.encode(), service)
-    except Rejected:
-        return False
-    return True
 
 
 # -- systemd ---------------------------------------------------------------------------
@@ -141,7 +114,7 @@ def test_exec_start_on_an_accepted_connection_changes_a_password(tmp_path: Path)
             env = {"PATH": "/usr/bin:/bin", "AUTHKIT_CONFIG": str(config),
                    "REMOTE_ADDR": addr, "REMOTE_PORT": str(port)}
             proc = subprocess.Popen(argv, stdin=conn, stdout=conn, stderr=subprocess.PIPE, env=env)
-        replies = dialogue(client, USER, OLD, "Systemd-Pw-2024")
+        replies = poppassd_dialogue(client.makefile("rwb"), USER, OLD, "Systemd-Pw-2024", until_eof=True)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert_changed(replies)
@@ -174,11 +147,11 @@ def test_exec_start_under_systemd_socket_activate_accept_inetd(tmp_path: Path) -
                 assert time.monotonic() < deadline, "systemd-socket-activate did not listen"
                 time.sleep(0.05)
         with client:
-            replies = dialogue(client, USER, OLD, "Activate-Pw-2024")
+            replies = poppassd_dialogue(client.makefile("rwb"), USER, OLD, "Activate-Pw-2024", until_eof=True)
         assert_changed(replies)
         assert password_works(userdb, USER, "Activate-Pw-2024")
         with socket.create_connection(("127.0.0.1", port), timeout=20) as second:
-            replies = dialogue(second, USER, "Activate-Pw-2024", "Activate-Pw-2025")
+            replies = poppassd_dialogue(second.makefile("rwb"), USER, "Activate-Pw-2024", "Activate-Pw-2025", until_eof=True)
         assert_changed(replies)
         assert password_works(userdb, USER, "Activate-Pw-2025")
     finally:
@@ -252,7 +225,7 @@ def test_xinetd_runs_the_contrib_service_and_a_password_changes(tmp_path: Path) 
                 assert time.monotonic() < deadline, "xinetd did not listen"
                 time.sleep(0.05)
         with client:
-            replies = dialogue(client, USER, OLD, "Xinetd-Pw-2024")
+            replies = poppassd_dialogue(client.makefile("rwb"), USER, OLD, "Xinetd-Pw-2024", until_eof=True)
         assert_changed(replies)
         assert password_works(userdb, USER, "Xinetd-Pw-2024")
         assert not password_works(userdb, USER, OLD)

@@ -27,7 +27,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_courierpassd_cli import BIN  # noqa: E402
 
-from authkit.errors import BadPassword
 from authkit.userdb import gdbm
 from authkit.userdb.text import decode, first_values, parse_fields
 from authkit.schemes import verify_password

@@ -135,17 +135,8 @@ def setup(request, tmp_path_factory):
         lab.close()
 
 
-def _need_source(kind: str) -> None:
-    if kind == "authdaemond":
-        try:
-            import authkit.authdaemon.source  # noqa: F401
-        except ImportError:
-            pytest.skip("authkit.authdaemon is not there yet (being written separately)")
-
-
 @pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond"])
 def test_every_item_matches_authtest(setup: Setup, kind: str, tmp_path: Path) -> None:
-    _need_source(kind)
     for name in ACCOUNTS:
         expected = authtest_items(setup.lab, name)
         proc = run_userinfo(setup.sources[kind], "--", name)
@@ -155,7 +146,6 @@ def test_every_item_matches_authtest(setup: Setup, kind: str, tmp_path: Path) ->
 
 @pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond"])
 def test_single_items_match_authtest(setup: Setup, kind: str) -> None:
-    _need_source(kind)
     expected = authtest_items(setup.lab, "andrew@example.com")
     proc = run_userinfo(setup.sources[kind], "-q", "-u", "-n", "andrew@example.com")
     assert proc.returncode == 0, proc.stderr
@@ -166,7 +156,6 @@ def test_single_items_match_authtest(setup: Setup, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond"])
 def test_names_authtest_rejects_are_unknown(setup: Setup, kind: str) -> None:
-    _need_source(kind)
     for name in UNKNOWN:
         assert setup.lab.authtest(name).returncode != 0, name
         proc = run_userinfo(setup.sources[kind], "--", name)
@@ -176,7 +165,6 @@ def test_names_authtest_rejects_are_unknown(setup: Setup, kind: str) -> None:
 @pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond"])
 def test_getvuserhome_prints_authtests_home_directory(setup: Setup, kind: str,
                                                       tmp_path: Path) -> None:
-    _need_source(kind)
     env = {"PATH": "/usr/bin:/bin", **setup.sources[kind]}
     for name in ACCOUNTS:
         home = authtest_items(setup.lab, name)["homedir"]
@@ -191,7 +179,6 @@ def test_getvuserhome_prints_authtests_home_directory(setup: Setup, kind: str,
 
 
 def test_missing_daemon_socket_is_temporary_failure_not_unknown(setup: Setup) -> None:
-    _need_source("authdaemond")
     env = {"AUTHKIT_AUTHDAEMON": str(setup.lab.socket_path) + ".gone"}
     proc = run_userinfo(env, "andrew@example.com")
     assert (proc.returncode, proc.stdout) == (111, b"")

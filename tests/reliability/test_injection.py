@@ -9,7 +9,6 @@ their own passwords.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 

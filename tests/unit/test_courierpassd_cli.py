@@ -43,7 +43,7 @@ def sha512(password: str) -> str:
 def write_userdb(directory: Path, users: dict[str, tuple[int, str]], **settings: object) -> Path:
     """A text userdb (``name -> (uid, password)``) and a config naming it; returns
     the config path."""
-    lines = [f"# courierpassd test userdb\n"]
+    lines = ["# courierpassd test userdb\n"]
     for name, (uid, password) in users.items():
         lines.append(f"{name}\tuid={uid}|gid={uid}|home=/home/{name}|systempw={sha512(password)}\n")
     userdb = directory / "userdb"

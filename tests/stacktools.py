@@ -1,0 +1,56 @@
+"""Small client-side helpers shared by the tests that run the documented stack
+(daemontools, systemd, xinetd, stunnel): a free port, the poppassd dialogue of a
+webmail client, and "does this password work now" through authkit."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A 127.0.0.1 TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poppassd_dialogue(stream, user: str, old: str, new: str, *, until_eof: bool = False) -> list[bytes]:  # noqa: ANN001
+    """The raw replies (CRLF kept) to the greeting and user/pass/newpass/quit on
+    ``stream`` (a binary read/write file object); with ``until_eof`` a last
+    element holds whatever came before the server closed."""
+    replies = [stream.readline()]
+    for line in (f"user {user}", f"pass {old}", f"newpass {new}", "quit"):
+        stream.write(line.encode() + b"\r\n")
+        stream.flush()
+        replies.append(stream.readline())
+    if until_eof:
+        replies.append(stream.read())
+    return replies
+
+
+def password_works(userdb: Path, user: str, password: str, service: str = "imap") -> bool:
+    """Whether authkit's UserdbSource accepts user/password for service."""
+    from authkit.errors import Rejected
+    from authkit.userdb.source import UserdbSource
+
+    try:
+        UserdbSource(str(userdb)).authenticate(user, password.encode(), service)
+    except Rejected:
+        return False
+    return True
+
+
+def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
+    """Return once 127.0.0.1:port accepts; fail if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            assert proc.poll() is None, f"{what} exited {proc.returncode}"
+            assert time.monotonic() < deadline, f"{what} does not listen on {port}"
+            time.sleep(0.05)
