@@ -13,7 +13,12 @@ DEBIAN_PACKAGES := \
 	ucspi-tcp daemontools xinetd stunnel4 \
 	dovecot-core dovecot-imapd qpsmtpd swaks \
 	php-cli php-net-socket roundcube-plugins poppass-cgi \
-	hyperfine procps time acl openssl systemd
+	hyperfine procps time acl openssl systemd \
+	courier-imap courier-pop \
+	slapd ldap-utils courier-authlib-ldap \
+	postgresql courier-authlib-postgresql \
+	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+	fakeroot lintian
 
 .PHONY: all demo test deps venv unit integration fuzz bench clean
 

@@ -42,7 +42,7 @@ DEFAULT_SOCKETS: "tuple[str, ...] | None" = None
 
 # key -> (type, default).  Types: str, int, float.
 _SCHEMA: dict[str, tuple[type, object]] = {
-    "source": (str, ""),  # "userdb" or "authdaemon"; inferred when empty
+    "source": (str, ""),  # one of SOURCE_KINDS; inferred when empty
     "userdb": (str, ""),
     "authdaemon_socket": (str, ""),
     "authdaemon_connect_timeout": (float, 10.0),
@@ -59,7 +59,17 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "bad_pass_delay": (float, 3.0),
     "idle_timeout": (float, 60.0),
     "max_connections": (int, 64),
+    # --- authkitd (docs/authkitd.8) ---
+    # --- ldap source (authkit/ldap; Courier's authldaprc) ---
+    # --- pgsql source (authkit/pgsql; Courier's authpgsqlrc) ---
 }
+
+#: The account source kinds a config file may name.  "ldap" and "pgsql" are heavy
+#: (they import ldap3 or psycopg): only authkitd opens them; the per-login programs
+#: reach them through authkitd's socket (see open_source).
+SOURCE_KINDS = ("userdb", "authdaemon", "ldap", "pgsql")
+HEAVY_KINDS = {"ldap": ("authkit.ldap.source", "LdapSource"),
+               "pgsql": ("authkit.pgsql.source", "PgsqlSource")}
 
 
 class Settings:
@@ -120,8 +130,8 @@ def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
         except ValueError:
             raise ConfigError(f"{filename}:{lineno}: {key} must be a number") from None
     source = values.get("source", "")
-    if source not in ("", "userdb", "authdaemon"):
-        raise ConfigError(f"{filename}: source must be 'userdb' or 'authdaemon'")
+    if source and source not in SOURCE_KINDS:
+        raise ConfigError(f"{filename}: source must be one of {', '.join(SOURCE_KINDS)}")
     return values
 
 
@@ -169,6 +179,9 @@ def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | 
         if kind == "userdb" and settings.userdb:
             settings.source_kind, settings.source_path = kind, settings.userdb
             return settings
+        if kind in HEAVY_KINDS:
+            settings.source_kind = kind
+            return settings
         if file_decides or kind:
             raise ConfigError(f"{config_path}: names no account source (set userdb or authdaemon_socket)")
     from .authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
@@ -195,11 +208,29 @@ def open_source(
     config_path: str | None = None,
     environ: "Mapping[str, str] | None" = None,
     on_problem: object = None,
+    daemon: bool = False,
 ) -> "AccountSource":
     """The account source the settings name (loading them first if not given).
-    Imports only the module of the chosen source."""
+    Imports only the module of the chosen source.
+
+    A heavy kind (``HEAVY_KINDS``: ldap, pgsql) is opened only when ``daemon`` is
+    true (authkitd); every other caller gets an authdaemond client on
+    ``authdaemon_socket`` (default: Courier's socket paths), i.e. reaches the heavy
+    source through authkitd, so ldap3 and psycopg never load on the per-login path."""
     if settings is None:
         settings = load_settings(config_path, environ)
+    if settings.source_kind in HEAVY_KINDS:
+        if daemon:
+            import importlib
+
+            module, name = HEAVY_KINDS[settings.source_kind]
+            return getattr(importlib.import_module(module), name).from_settings(settings)
+        settings.source_kind = "authdaemon"
+        if not settings.authdaemon_socket:
+            from .authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
+
+            settings.authdaemon_socket = find_socket(DEFAULT_SOCKET_PATHS) or DEFAULT_SOCKET_PATHS[0]
+        settings.source_path = settings.authdaemon_socket
     if settings.source_kind == "authdaemon":
         from .authdaemon.source import AuthdaemonSource
 
