@@ -50,7 +50,7 @@ import time
 
 from ..errors import Misuse, TemporaryFailure
 from . import files
-from .text import MalformedLine, split_compiled_bytes, split_line
+from .text import decode, first_values, is_account_name, parse_fields, record_problem, split_compiled_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -122,21 +122,16 @@ def source_files(root: str) -> list[tuple[str, bytes, int]]:
 
 
 def iter_records(sources: list[tuple[str, bytes, int]]) -> "Iterator[tuple[str, int, bytes, bytes, bytes, int]]":
-    """``(path, lineno, name, fields, location, line_bytes)`` of every record line.
-    Raises CompileError at the first malformed line (``file:line: why``)."""
+    """``(path, lineno, name, fields, location, line_bytes)`` of every record line
+    (the one line rule: authkit.userdb.files.iter_file_records).  Raises
+    CompileError at the first malformed line (``file:line: why``)."""
     for path, location, _size in sources:
-        try:
-            handle = open(path, "rb", buffering=1 << 20)
-        except OSError as exc:
-            raise TemporaryFailure(f"cannot read userdb {path}: {exc.strerror}") from None
-        with handle:
-            for lineno, line in enumerate(handle, 1):
-                try:
-                    parts = split_line(line[:-1] if line[-1:] == b"\n" else line)
-                except MalformedLine as exc:
-                    raise CompileError(f"{path}:{lineno}: {exc}") from None
-                if parts is not None:
-                    yield path, lineno, parts[0], parts[1], location, len(line)
+        for lineno, name, fields, size in files.iter_file_records(path, _refuse):
+            yield path, lineno, name, fields, location, size
+
+
+def _refuse(path: str, lineno: int, message: str) -> None:
+    raise CompileError(f"{path}:{lineno}: {message}")
 
 
 def find_first(sources: list[tuple[str, bytes, int]], name: bytes) -> tuple[str, int]:
@@ -490,8 +485,11 @@ def _stop_child(pid: int) -> None:
 def check_text(root: str) -> "Iterator[str]":
     """Every problem of the text userdb, as ``file:line: what`` messages (a full
     scan; unlike :func:`compile_userdb` this keeps the set of names in memory):
-    a refused source path, malformed lines, duplicate names, records Courier
-    cannot use (no home/uid/gid, non-numeric uid/gid), a CR before the newline."""
+    a refused source path, malformed lines, duplicate names, a name no lookup
+    accepts (authkit.userdb.text.is_account_name), records every lookup refuses
+    (authkit.userdb.text.record_problem, the check lookups make: no home/uid/gid,
+    a uid or gid that is not a number of at most 10 digits), a CR before the
+    newline."""
     try:
         check_source(root)
     except CompileError as exc:
@@ -501,40 +499,33 @@ def check_text(root: str) -> "Iterator[str]":
     except TemporaryFailure as exc:
         yield str(exc)
         return
+    problems: list[str] = []
+
+    def note(path: str, lineno: int, message: str) -> None:
+        problems.append(f"{path}:{lineno}: {message}")
+
     seen: dict[bytes, tuple[str, int]] = {}
-    for path, location, _size in sources:
-        with open(path, "rb") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if line[-1:] == b"\n":
-                    line = line[:-1]
-                if not line or line[0] == 35:
-                    continue
-                tab = line.find(b"\t")
-                if tab < 0:
-                    if line.strip():
-                        yield f"{path}:{lineno}: no TAB between the name and the fields"
-                    continue
-                if tab == 0:
-                    yield f"{path}:{lineno}: empty account name"
-                    continue
-                name = line[:tab]
-                if name in seen:
-                    first = seen[name]
-                    yield (f"{path}:{lineno}: duplicate account {_show(name)} (first defined at "
-                           f"{first[0]}:{first[1]})")
-                    continue
-                seen[name] = (path, lineno)
-                if line.endswith(b"\r"):
-                    yield f"{path}:{lineno}: carriage return before the newline (it ends up in the last value)"
-                values: dict[bytes, bytes] = {}
-                for item in line[tab + 1:].split(b"|"):
-                    key, _eq, value = item.partition(b"=")
-                    values.setdefault(key, value)
-                uid, gid = values.get(b"uid"), values.get(b"gid")
-                if not values.get(b"home") or uid is None or gid is None:
-                    yield f"{path}:{lineno}: account {_show(name)} lacks home, uid or gid (Courier ignores it)"
-                elif not (uid.isdigit() and gid.isdigit()):
-                    yield f"{path}:{lineno}: account {_show(name)} has a uid or gid that is not a number"
+    for path, _location, _size in sources:
+        for lineno, name, fields, _bytes in files.iter_file_records(path, note):
+            yield from problems
+            problems.clear()
+            if name in seen:
+                first = seen[name]
+                yield (f"{path}:{lineno}: duplicate account {_show(name)} (first defined at "
+                       f"{first[0]}:{first[1]})")
+                continue
+            seen[name] = (path, lineno)
+            if fields.endswith(b"\r"):
+                yield f"{path}:{lineno}: carriage return before the newline (it ends up in the last value)"
+            if not is_account_name(decode(name)):
+                yield f"{path}:{lineno}: account {_show(name)} has a CR or NUL in its name (no lookup finds it)"
+                continue
+            problem = record_problem(first_values(parse_fields(decode(fields))))
+            if problem is not None:
+                suffix = " (Courier ignores it)" if problem.startswith("lacks") else ""
+                yield f"{path}:{lineno}: account {_show(name)} {problem}{suffix}"
+        yield from problems
+        problems.clear()
 
 
 def verify_compiled(root: str) -> "Iterator[str]":
@@ -579,14 +570,8 @@ def verify_compiled(root: str) -> "Iterator[str]":
 def _tolerant_records(sources: list[tuple[str, bytes, int]]) -> "Iterator[tuple[str, int, bytes, bytes, bytes, int]]":
     """Like :func:`iter_records` but skipping malformed lines."""
     for path, location, _size in sources:
-        with open(path, "rb") as handle:
-            for lineno, line in enumerate(handle, 1):
-                try:
-                    parts = split_line(line[:-1] if line[-1:] == b"\n" else line)
-                except MalformedLine:
-                    continue
-                if parts is not None:
-                    yield path, lineno, parts[0], parts[1], location, len(line)
+        for lineno, name, fields, size in files.iter_file_records(path):
+            yield path, lineno, name, fields, location, size
 
 
 __all__ = ["CompileError", "CompileResult", "compile_userdb", "split_record", "check_source",

@@ -25,6 +25,7 @@ from .text import (
     decode,
     encode,
     first_values,
+    is_account_name,
     make_account,
     parse_fields,
     split_compiled,
@@ -42,8 +43,6 @@ _DUMMY_HASH = (
     "$6$/XfRdOoB2XQcs.Z4$WzK5NOZnDSS12k.9rBnD2VEOV8bNW1IpC/AzyoaMiwev4LE8/"
     "ub6aoom4sWK6OLYKcXqf3ehwZazaJifjf46E."
 )
-
-_BAD_NAME_CHARS = frozenset("\t\n\r\0")
 
 
 def dummy_verify(password: bytes) -> None:
@@ -108,22 +107,19 @@ class UserdbSource(AccountSource):
         return decode(main), (None if shadow is None else decode(shadow))
 
     def _text_record(self, name: str) -> tuple[str, str | None] | None:
-        from . import files  # only for a text userdb: logins on the compiled pair skip it
+        # only for a text userdb: logins on the compiled pair skip the text modules
+        from .find import find_record
 
-        key = encode(name)
-        for path, location in files.userdb_files(self.path):
-            data = files.read_file(path)
-            span = files.find_in_data(data, key)
-            if span is not None:
-                start, end = span
-                fields = decode(data[start + len(key) + 1 : end])
-                return split_compiled(fields, location)
-        return None
+        found = find_record(self.path, encode(name))  # streamed: memory flat in the file's size
+        if found is None:
+            return None
+        return split_compiled(decode(found[4]), found[1])
 
     def record(self, name: str) -> tuple[str, str | None] | None:
         """The raw ``(main, shadow)`` field strings of ``name`` as Courier's compiled
-        files hold them (computed from the text when there are none), or None."""
-        if not name or _BAD_NAME_CHARS.intersection(name):
+        files hold them (computed from the text when there are none), or None
+        (also for a name :func:`~authkit.userdb.text.is_account_name` refuses)."""
+        if not is_account_name(name):
             return None
         if self.uses_compiled():
             return self._compiled_record(name)
