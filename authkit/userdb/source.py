@@ -6,8 +6,13 @@ authdaemond reads, so authkit gives the same answers), else from the text userdb
 (a file or a directory).  Password fields live only in the shadow file of a compiled
 userdb; a missing shadow file means no password, as in Courier.
 
-Lookups are exact and case-sensitive.  An unknown user costs one dummy hash
-verification, so that its timing matches a wrong password.
+Lookups are exact and case-sensitive.  A refused password check (unknown user,
+wrong password, no password, wrong CRAM response) costs one dummy hash
+verification when there was nothing to verify, and then lasts at least
+``refusal_floor`` seconds from its start (authkit.policy.wait_out_refusal), so
+that an unknown user and a wrong password take the same time whatever the
+stored schemes cost (issue 17: before, an unknown user cost a sha512-crypt and
+a wrong password the stored scheme, from DES at 0.01 ms to bcrypt at 70 ms).
 
 Password changes go through :mod:`authkit.userdb.edit` (lock, rewrite, rename,
 then bring the compiled pair up to date).
@@ -16,8 +21,10 @@ then bring the compiled pair up to date).
 from __future__ import annotations
 
 import os
+from time import monotonic
 
 from ..errors import BadPassword, Misuse, TemporaryFailure, UnknownUser
+from ..policy import REFUSAL_FLOOR, wait_out_refusal
 from ..source import AccountSource
 from . import compiled_paths
 from .text import (
@@ -64,6 +71,8 @@ class UserdbSource(AccountSource):
         hash_scheme: the scheme of new hashes written by :meth:`change_password`.
         on_problem: called as ``on_problem(path, lineno, message)`` for each
             malformed line met while reading text; it never receives a secret.
+        refusal_floor: seconds a refused password check lasts at least
+            (authkit.policy.REFUSAL_FLOOR by default; 0: no floor).
     """
 
     def __init__(
@@ -73,12 +82,14 @@ class UserdbSource(AccountSource):
         default_options: str = "",
         hash_scheme: str = "sha512-crypt",
         on_problem: "Callable[[str, int, str], None] | None" = None,
+        refusal_floor: float | None = None,
     ) -> None:
         self.path = path
         self.dat_path, self.shadow_path = compiled_paths(path)
         self.default_options = default_options
         self.hash_scheme = hash_scheme
         self.on_problem = on_problem
+        self.refusal_floor = REFUSAL_FLOOR if refusal_floor is None else refusal_floor
         self.description = f"userdb {path}"
 
     # -- reading ---------------------------------------------------------------
@@ -145,16 +156,20 @@ class UserdbSource(AccountSource):
     def authenticate(self, name: str, password: bytes, service: str = "login") -> "Account":
         from ..schemes import verify_password
 
+        started = monotonic()
         try:
             account = self._account(name, service)
         except UnknownUser:
             dummy_verify(password)
+            wait_out_refusal(started, self.refusal_floor)
             raise
         stored = account.password_for(service)
         if not password or not stored:
             dummy_verify(password)
+            wait_out_refusal(started, self.refusal_floor)
             raise BadPassword("no password for this service" if not stored else "empty password")
         if not verify_password(password, stored):
+            wait_out_refusal(started, self.refusal_floor)
             raise BadPassword("password mismatch")
         return account
 
@@ -167,9 +182,15 @@ class UserdbSource(AccountSource):
             raise Misuse(f"unknown CRAM algorithm {algorithm!r} (md5, sha1, sha256)")
         from ..schemes.hmacstate import verify_cram
 
-        account = self._account(name, service)
+        started = monotonic()
+        try:
+            account = self._account(name, service)
+        except UnknownUser:
+            wait_out_refusal(started, self.refusal_floor)
+            raise
         secret = account.hmac_secret_for(service, algorithm)
         if not secret or not verify_cram(secret, algorithm, challenge, response_hex):
+            wait_out_refusal(started, self.refusal_floor)
             raise BadPassword("CRAM response mismatch")
         return account
 
