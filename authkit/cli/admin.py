@@ -142,12 +142,12 @@ def cmd_userdb(args: "argparse.Namespace") -> int:
     if len(words) < 2:
         raise Misuse("usage: authkit userdb NAME set|unset|del ...")
     target, verb, items = words[0], words[1], words[2:]
+    from ..userdb.text import FORBIDDEN_IN_VALUES, is_account_name
+
     for item in items:
-        if "|" in item or "\n" in item or "\r" in item or "\0" in item:
+        if FORBIDDEN_IN_VALUES.intersection(item):
             raise Misuse("Invalid field or value.")
     name, file_path = _split_target(root, target)
-    from ..userdb.text import is_account_name
-
     if not is_account_name(name):
         raise Misuse("Invalid account name.")
     from ..userdb import edit
@@ -160,7 +160,7 @@ def cmd_userdb(args: "argparse.Namespace") -> int:
             field, eq, value = item.partition("=")
             if not eq:
                 value = _read_value(name, field)
-                if "|" in value or "\n" in value or "\r" in value or "\0" in value:
+                if FORBIDDEN_IN_VALUES.intersection(value):
                     raise Misuse("Invalid value.")
             _check_field(field)
             pairs.append((field, value))
