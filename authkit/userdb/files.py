@@ -61,16 +61,6 @@ def userdb_files(root: str) -> list[tuple[str, str]]:
     return found
 
 
-def read_file(path: str) -> bytes:
-    """The whole file; ``TemporaryFailure`` naming it on any error.  (Not for
-    finding a record: authkit.userdb.find streams the file.)"""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise _os_failure(path, exc) from None
-
-
 def iter_file_records(
     path: str, on_problem: "ProblemHandler | None" = None
 ) -> "Iterator[tuple[int, bytes, bytes, int]]":
@@ -111,7 +101,6 @@ def iter_lines(
 __all__ = [
     "compiled_paths",
     "userdb_files",
-    "read_file",
     "iter_file_records",
     "iter_lines",
 ]

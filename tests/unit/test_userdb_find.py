@@ -105,3 +105,37 @@ def test_a_commented_out_record_is_no_account_for_show_lookup_or_edit(
         UserdbSource(str(commented)).lookup("#bob")
     assert edit.locate(str(commented), "#bob") is None
     assert UserdbSource(str(commented)).lookup("alice").home == "/h/alice"
+
+
+# ------------------------------------------------------------------ lean login path
+
+
+def _imported_by_login(userdb: Path, data: bytes) -> set[str]:
+    import subprocess
+
+    bin_path = Path(__file__).resolve().parents[2] / "bin" / "courierpasswd"
+    proc = subprocess.run(["/usr/bin/python3", "-I", "-S", "-X", "importtime", str(bin_path), "--stdin"],
+                          input=data, capture_output=True, timeout=60,
+                          env={"AUTHKIT_USERDB": str(userdb), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode in (0, 1) and proc.stdout == b"", proc.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.decode().splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="Debian python3 missing")
+def test_a_login_imports_the_finder_for_text_only_and_never_compile_or_edit(tmp_path: Path) -> None:
+    from authkit.schemes import make_password_hash
+    from authkit.userdb.compile import compile_userdb
+
+    userdb = tmp_path / "userdb"
+    userdb.write_bytes(b"alice\tuid=1000|gid=1000|home=/|systempw=%s\n"
+                       % make_password_hash(b"secret", "md5-crypt").encode())
+    userdb.chmod(0o600)
+    text = _imported_by_login(userdb, b"alice\0secret\0")
+    assert "authkit.userdb.find" in text
+    assert not {"authkit.userdb.compile", "authkit.userdb.edit", "authkit.userdb.gdbm"} & text
+    compile_userdb(str(userdb))
+    compiled = _imported_by_login(userdb, b"alice\0wrong\0")
+    assert "authkit.userdb.gdbm" in compiled
+    assert not {"authkit.userdb.compile", "authkit.userdb.edit", "authkit.userdb.find",
+                "authkit.userdb.files"} & compiled
