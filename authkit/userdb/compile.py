@@ -51,7 +51,15 @@ import time
 
 from ..errors import Misuse, TemporaryFailure
 from . import files, gdbm
-from .text import decode, first_values, is_account_name, parse_fields, record_problem, split_compiled_bytes
+from .text import (
+    LACKS_FIELDS,
+    decode,
+    first_values,
+    is_account_name,
+    parse_fields,
+    record_problem,
+    split_compiled_bytes,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -402,7 +410,7 @@ def check_text(root: str) -> "Iterator[str]":
                 continue
             problem = record_problem(first_values(parse_fields(decode(fields))))
             if problem is not None:
-                suffix = " (Courier ignores it)" if problem.startswith("lacks") else ""
+                suffix = " (Courier ignores it)" if problem == LACKS_FIELDS else ""
                 yield f"{path}:{lineno}: account {_show(name)} {problem}{suffix}"
         yield from problems
         problems.clear()

@@ -13,6 +13,13 @@ trip.  Editing (:func:`edit_fields`) keeps every other field byte for byte and i
 its place, unlike Courier's ``userdb`` script, which reorders a record on every
 ``set``.
 
+The record rules live here once, for every reader and writer: the line split
+(:func:`split_line`; makeuserdb's hot loop inlines it and a test pins the two
+together), the account-name rule (:func:`is_account_name`), the forbidden
+characters (:data:`FORBIDDEN_IN_VALUES` and the two derived sets), the check of
+a record's values (:func:`record_problem`, for lookups and ``authkit check``)
+and the split into compiled values (:func:`split_compiled_bytes`).
+
 This module does no I/O and imports nothing but :mod:`authkit.account`.
 """
 
@@ -127,10 +134,14 @@ def _is_id(value: str) -> bool:
     return value.isdigit() and value.isascii() and len(value) <= 10
 
 
+#: What :func:`record_problem` answers.
+LACKS_FIELDS = "lacks home, uid or gid"
+BAD_ID = "has a uid or gid that is not a number"
+
+
 def record_problem(values: "Mapping[str, str]") -> str | None:
     """Why the record with these field values (from :func:`first_values`) is
-    refused, or None when it is usable: ``"lacks home, uid or gid"`` or ``"has a
-    uid or gid that is not a number"``.  The one check of a record's values:
+    refused, or None when it is usable: :data:`LACKS_FIELDS` or :data:`BAD_ID`.  The one check of a record's values:
     lookups (:func:`make_account`, text or compiled) and ``authkit check``
     (authkit.userdb.compile.check_text) both call it, so check reports exactly
     the records every lookup refuses."""
@@ -138,9 +149,9 @@ def record_problem(values: "Mapping[str, str]") -> str | None:
     uid = values.get("uid")
     gid = values.get("gid")
     if not home or uid is None or gid is None:
-        return "lacks home, uid or gid"
+        return LACKS_FIELDS
     if not (_is_id(uid) and _is_id(gid)):
-        return "has a uid or gid that is not a number"
+        return BAD_ID
     return None
 
 
