@@ -52,7 +52,8 @@ def courierpasswd(socket_path, data: bytes) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def lab(courier_lab):
-    courier_lab.add_user("andrew@example.com", "andrew-secret")
+    # courierpasswd becomes uid 5000 and chdirs to the home: one it may enter
+    courier_lab.add_user("andrew@example.com", "andrew-secret", home="/")
     courier_lab.makeuserdb()
     return courier_lab
 
@@ -182,7 +183,7 @@ def test_sigkill_gives_temporary_failures_and_a_restart_serves_as_before(lab):
     with pytest.raises(TemporaryFailure):
         AuthdaemonSource(str(lab.socket_path)).authenticate("andrew@example.com", b"andrew-secret", "imap")
     down = courierpasswd(lab.socket_path, b"andrew@example.com\0andrew-secret\0")
-    assert down.returncode == 111, down.stderr
+    assert down.returncode == 111 and b"authdaemon" in down.stderr, down.stderr
     assert lab.authtest("-s", "imap", "andrew@example.com", "andrew-secret").returncode != 0
     kitd.start()                                       # over the stale socket file
     try:
