@@ -13,11 +13,14 @@ by makeuserdb, then decides:
 
 * the compiled pair holds the journal's new record (or there is none): the
   change happened; the journal is removed;
-* the text is exactly as the interrupted change left it (same size, and the
-  journal's new line at its offset): the change is rolled back, text line and
-  compiled record, so a user who never saw "changed" keeps the old password;
-* the text is exactly as a finished rollback leaves it: the compiled record is
-  made old again and the journal removed;
+* the text still holds what the interrupted change wrote: the journal's new
+  line, byte for byte, at its offset and starting a line (for a deleted record,
+  whose new line is empty: the file also of exactly the size the delete left
+  it): the change is rolled back, text line and compiled record, so a user who
+  never saw "changed" keeps the old password;
+* the text holds the journal's old line there in the same way (a rollback that
+  was itself interrupted): the compiled record is made old again and the
+  journal removed;
 * anything else (the file was changed since by a program that knows nothing of
   the journal, e.g. Courier's ``userdb`` + ``makeuserdb``): nothing is written,
   the journal is kept, and ``TemporaryFailure`` (111) says which file and record
@@ -123,12 +126,14 @@ def _pair(line: bytes, key: bytes, location: str) -> "tuple[str, str | None] | N
 
 def _holds(fd: int, size: int, offset: int, line: bytes, expected_size: int | None) -> bool:
     """True if the file open as ``fd`` (``size`` bytes) has exactly ``line`` at
-    ``offset``, starting a line, and is ``expected_size`` bytes long (if known)."""
-    if expected_size is not None and size != expected_size:
-        return False
+    ``offset``, starting a line.  For an empty ``line`` (nothing to compare) the
+    file must also be ``expected_size`` bytes long (unknown in a version-1
+    journal: then the offset alone is checked)."""
     if offset > size or (offset > 0 and os.pread(fd, 1, offset - 1) != b"\n"):
         return False
-    return os.pread(fd, len(line), offset) == line if line else True
+    if not line:
+        return expected_size is None or size == expected_size
+    return os.pread(fd, len(line), offset) == line
 
 
 def recover(root: str, path: str, location: str) -> None:

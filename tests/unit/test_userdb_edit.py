@@ -338,3 +338,36 @@ def test_a_symlinked_compiled_file_is_refused_not_replaced(tmp_path: Path) -> No
         edit.update_record(str(path), "a", [("systempw", "NEW")])
     assert shadow.is_symlink() and elsewhere.read_bytes() == kept
     assert b"systempw=OLD" in path.read_bytes()
+
+
+def test_a_killed_change_is_still_rolled_back_after_a_record_was_appended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal's new line is still at its place: the rollback is safe."""
+    path = _userdb(tmp_path)
+    killed = _killed_before_compiled_rename(monkeypatch)
+    with pytest.raises(killed):
+        edit.update_record(str(path), "a", [("systempw", "NEW")])
+    monkeypatch.undo()
+    with open(path, "ab") as handle:  # Courier's userdb c set ... appends
+        handle.write(b"c\tuid=1|gid=1|home=/h|systempw=C\n")
+    edit.update_record(str(path), "b", [("quota", "1S")])
+    assert path.read_bytes() == (b"a\tuid=1|gid=1|home=/h|systempw=OLD\nb\tuid=1|gid=1|home=/h|systempw=B|quota=1S\n"
+                                 b"c\tuid=1|gid=1|home=/h|systempw=C\n")
+    assert _shadow(path, b"a") == b"systempw=OLD"
+
+
+def test_a_killed_delete_is_not_undone_once_the_name_was_added_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty new line proves nothing: the size must match too, else a
+    rollback would make a duplicate name."""
+    path = _userdb(tmp_path)
+    killed = _killed_before_compiled_rename(monkeypatch)
+    with pytest.raises(killed):
+        edit.delete_record(str(path), "a")
+    monkeypatch.undo()
+    with open(path, "ab") as handle:  # someone adds a again, at the end
+        handle.write(b"a\tuid=2|gid=2|home=/h2|systempw=ANEW\n")
+    before = path.read_bytes()
+    with pytest.raises(TemporaryFailure, match="cannot be rolled back"):
+        edit.update_record(str(path), "b", [("quota", "1S")])
+    assert path.read_bytes() == before and path.read_bytes().count(b"\na\t") + before.startswith(b"a\t") == 1
