@@ -90,30 +90,41 @@ sys.exit(main())
 '''
 
 
-def launcher_text(name: str) -> str:
-    """The text of the lean launcher for per-login program ``name``."""
-    return _TEMPLATE.format(shebang=SHEBANG, name=name, module=LEAN_PROGRAMS[name])
+def launcher_text(name: str, programs: "dict | None" = None) -> str:
+    """The text of the lean launcher for program ``name`` (of ``programs``, default
+    :data:`LEAN_PROGRAMS`)."""
+    module = (LEAN_PROGRAMS if programs is None else programs)[name]
+    return _TEMPLATE.format(shebang=SHEBANG, name=name, module=module)
 
 
-def write_launchers(directory: str) -> list:
-    """Write every lean launcher into ``directory`` (mode 0755); return their paths."""
+def write_launchers(directory: str, programs: "dict | None" = None) -> list:
+    """Write a lean launcher for each of ``programs`` (default :data:`LEAN_PROGRAMS`)
+    into ``directory``, mode 0755; return their paths."""
+    programs = LEAN_PROGRAMS if programs is None else programs
     written = []
-    for name in LEAN_PROGRAMS:
+    for name in programs:
         path = os.path.join(directory, name)
         with open(path, "w", encoding="utf-8") as out:
-            out.write(launcher_text(name))
+            out.write(launcher_text(name, programs))
         os.chmod(path, 0o755)
         written.append(path)
     return written
 
 
 def main(argv: "list | None" = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    """``[--admin] DIRECTORY``: write the per-login launchers (or, with --admin, the
+    administrator's commands as launchers of the same kind, as the .deb installs
+    them) into DIRECTORY and print their paths."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    programs = LEAN_PROGRAMS
+    if args[:1] == ["--admin"]:
+        programs = ADMIN_PROGRAMS
+        args = args[1:]
     if len(args) != 1 or args[0].startswith("-"):
-        os.write(2, b"usage: python3 -m authkit.cli.launcher DIRECTORY\n")
+        os.write(2, b"usage: python3 -m authkit.cli.launcher [--admin] DIRECTORY\n")
         return 2
     os.makedirs(args[0], exist_ok=True)
-    for path in write_launchers(args[0]):
+    for path in write_launchers(args[0], programs):
         os.write(1, (path + "\n").encode())
     return 0
 
