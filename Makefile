@@ -67,6 +67,7 @@ bench: deps venv
 	$(PY) bench/bench_import.py
 	$(PY) bench/bench_courierpasswd.py
 	$(PY) bench/bench_userdb_scale.py
+	$(PY) bench/bench_install.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
