@@ -161,6 +161,7 @@ def test_deb_contents(deb_build: dict) -> None:
         if path.is_file():
             assert examples + str(path.relative_to(REPO / "contrib")) in files, path
     assert examples + "authkit.conf.example" in files
+    assert files.get(examples + "poppassd-client.py", "").startswith("-rwxr-xr-x")  # docs/guide.md step 5
     assert not [p for p in files if p.startswith("/etc")], "the package ships files in /etc"
     assert not [p for p in files if p.startswith(("/lib/systemd", "/usr/lib/systemd"))], "a unit is installed"
 
