@@ -6,8 +6,8 @@ setuptools and build), and a fresh Debian-python virtualenv with ``pip install
 <wheel>``.  The .deb is never installed: it is unpacked with ``dpkg-deb -x`` into a
 throwaway root and examples/demo.sh runs against the unpacked programs.
 
-Whichever way authkit is installed (bin/ of the checkout, the wheel in a venv, the
-unpacked .deb), each per-login program starts ``/usr/bin/python3 -IS`` and its
+Whichever way authkit is installed (bin/ of the checkout, the wheel in a venv or
+with ``pip install --user``, the unpacked .deb), each per-login program starts ``/usr/bin/python3 -IS`` and its
 import set holds no heavy module (site, re, argparse, logging...).
 """
 
@@ -117,6 +117,23 @@ def wheel_venv(dist: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
                 env={**BASE_ENV, "PIP_CONFIG_FILE": os.devnull})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return venv
+
+
+@pytest.fixture(scope="session")
+def user_install(dist: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip install --user <wheel>`` for /usr/bin/python3, with PYTHONUSERBASE a
+    private directory (so nothing outside it changes); returns that user base."""
+    if not os.access(PYTHON, os.X_OK) or _run([PYTHON, "-m", "pip", "--version"]).returncode:
+        pytest.skip("needs /usr/bin/python3 with pip (Debian python3-pip)")
+    base = tmp_path_factory.mktemp("userbase")
+    # --break-system-packages: Debian marks its python3 externally managed (PEP 668);
+    # the install goes to PYTHONUSERBASE, a test directory, never to the system.
+    proc = _run([PYTHON, "-m", "pip", "install", "-q", "--user", "--break-system-packages", "--no-index",
+                 "--no-deps", "--no-warn-script-location", str(dist["wheel"])],
+                env={**BASE_ENV, "PYTHONUSERBASE": str(base), "HOME": str(base), "PIP_NO_CACHE_DIR": "1",
+                     "PIP_CONFIG_FILE": os.devnull})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return base
 
 
 # ------------------------------------------------------------------ the .deb
@@ -314,6 +331,13 @@ def test_every_installed_program_of_the_wheel_runs(wheel_venv: Path, tmp_path: P
     assert (wheel_venv / "share/doc/authkit/contrib/authkit.conf.example").is_file()
 
 
+def test_pip_install_user_programs_run_with_their_library(user_install: Path) -> None:
+    for name in LEAN_PROGRAMS:
+        proc = _run([str(user_install / "bin" / name), "-V"], env=BASE_ENV)  # no PYTHONUSERBASE here
+        assert proc.returncode == 0 and __version__ in proc.stdout + proc.stderr, (name, proc)
+    assert os.access(user_install / "bin" / "getvuserhome.sh", os.X_OK)
+
+
 def test_wheel_programs_ignore_the_environment(wheel_venv: Path, tmp_path: Path) -> None:
     """No PYTHONPATH, no user site: a planted authkit package is never imported."""
     planted = tmp_path / "planted" / "authkit"
@@ -333,6 +357,8 @@ def _route_dir(route: str, request: pytest.FixtureRequest) -> Path:
         return REPO / "bin"
     if route == "wheel":
         return request.getfixturevalue("wheel_venv") / "bin"
+    if route == "user":
+        return request.getfixturevalue("user_install") / "bin"
     return request.getfixturevalue("unpacked") / "usr/sbin"
 
 
@@ -360,7 +386,7 @@ def _imports(launcher: Path, args: list[str], env: dict, fd3: bytes | None = Non
     return proc.returncode, names
 
 
-@pytest.mark.parametrize("route", ["bin", "wheel", "deb"])
+@pytest.mark.parametrize("route", ["bin", "wheel", "user", "deb"])
 def test_per_login_import_sets_hold_no_heavy_module(route: str, request: pytest.FixtureRequest,
                                                     tmp_path: Path) -> None:
     if not os.access(PYTHON, os.X_OK):
