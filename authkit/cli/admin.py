@@ -319,7 +319,8 @@ def cmd_test(args: "argparse.Namespace") -> int:
     try:
         try:
             if args.newpassword is not None:
-                source.change_password(args.name, _b(args.password), _b(args.newpassword), service)
+                _change(source, args.name, _b(args.password), _b(args.newpassword), service,
+                        _settings(args))
                 _err("Password change succeeded.\n")
                 return 0
             if args.password is not None:
@@ -340,6 +341,19 @@ def cmd_test(args: "argparse.Namespace") -> int:
          f"Cleartext Password: {_none(args.password)}\n"
          f"           Options: {_none(account.options)}\n")
     return 0
+
+
+def _change(source: "AccountSource", name: str, old: bytes, new: bytes, service: str,
+            settings: "Settings") -> None:
+    """A password change under the policy courierpassd and ``courierpasswd -c``
+    apply (authkit.policy): the new password first, then the old one, then the
+    uid.  Raises ``Rejected`` (``PolicyRefused`` for the policy) or
+    ``TemporaryFailure``."""
+    from ..policy import check_new_password, check_uid
+
+    check_new_password(old, new, settings)
+    check_uid(source.authenticate(name, old, service), settings)
+    source.change_password(name, old, new, service)
 
 
 def _b(text: str) -> bytes:
