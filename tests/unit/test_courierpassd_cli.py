@@ -91,6 +91,16 @@ def test_stdio_change_succeeds_and_new_password_works(conf: Path) -> None:
     assert (conf.parent / "userdb").read_text().startswith("# courierpassd test userdb\n")
 
 
+def test_stdio_password_with_a_leading_blank_is_stored_as_typed(conf: Path) -> None:
+    """Issue 17 item 4: ``newpass  Lead-space-pw1`` stored ``Lead-space-pw1``."""
+    proc = run(conf, f"user andrew@example.com\r\npass {OLD}\r\nnewpass  Lead-space-pw1\r\nquit\r\n".encode())
+    assert proc.stdout == SUCCESS and proc.returncode == 0
+    assert works(conf, "andrew@example.com", " Lead-space-pw1")
+    assert not works(conf, "andrew@example.com", "Lead-space-pw1")
+    proc = run(conf, b"user andrew@example.com\r\npass  Lead-space-pw1\r\nnewpass " + NEW.encode() + b"\r\n")
+    assert proc.stdout.endswith(b"200 Password changed\r\n") and works(conf, "andrew@example.com", NEW)
+
+
 def test_stdio_upper_case_bare_lf_like_poppass_cgi(conf: Path) -> None:
     proc = run(conf, f"USER andrew@example.com\nPASS {OLD}\nNEWPASS {NEW}\nQUIT\n".encode())
     assert proc.stdout == SUCCESS and proc.returncode == 0
