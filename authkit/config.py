@@ -40,7 +40,7 @@ DEFAULT_USERDBS = ("/etc/courier/userdb", "/usr/local/etc/userdb")
 # means "that list".
 DEFAULT_SOCKETS: "tuple[str, ...] | None" = None
 
-# key -> (type, default).  Types: str, int, float.
+# key -> (type, default).  Types: str, int, float, bool (yes/no, true/false, 1/0).
 _SCHEMA: dict[str, tuple[type, object]] = {
     "source": (str, ""),  # one of SOURCE_KINDS; inferred when empty
     "userdb": (str, ""),
@@ -59,6 +59,7 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "bad_pass_delay": (float, 3.0),
     "idle_timeout": (float, 60.0),
     "max_connections": (int, 64),
+    "allow_root_ids": (bool, False),
     # --- authkitd (docs/authkitd.8) ---
     # --- ldap source (authkit/ldap; Courier's authldaprc) ---
     # --- pgsql source (authkit/pgsql; Courier's authpgsqlrc) ---
@@ -70,6 +71,10 @@ _SCHEMA: dict[str, tuple[type, object]] = {
 SOURCE_KINDS = ("userdb", "authdaemon", "ldap", "pgsql")
 HEAVY_KINDS = {"ldap": ("authkit.ldap.source", "LdapSource"),
                "pgsql": ("authkit.pgsql.source", "PgsqlSource")}
+
+
+_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
+             "no": False, "false": False, "off": False, "0": False}
 
 
 class Settings:
@@ -94,6 +99,7 @@ class Settings:
     bad_pass_delay: float
     idle_timeout: float
     max_connections: int
+    allow_root_ids: bool
 
     def __init__(self, **values: object) -> None:
         for key, (kind, default) in _SCHEMA.items():
@@ -125,6 +131,12 @@ def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
         if key not in _SCHEMA:
             raise ConfigError(f"{filename}:{lineno}: unknown setting {key!r}")
         kind = _SCHEMA[key][0]
+        if kind is bool:
+            flag = _BOOLEANS.get(value.lower())
+            if flag is None:
+                raise ConfigError(f"{filename}:{lineno}: {key} must be yes or no")
+            values[key] = flag
+            continue
         try:
             values[key] = kind(value) if kind is not str else value
         except ValueError:
