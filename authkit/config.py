@@ -14,6 +14,10 @@ How a program finds its account source (first match wins):
 The settings other than the source (policy, timeouts) come from the config file of
 step 1 or 4 whenever one is in use, else from the defaults below.
 
+In a process whose real and effective uid (or gid) differ (a setuid or setgid
+install), the ``AUTHKIT_*`` variables are ignored: the invoking user must not
+choose the account source or the config file (see :func:`trusted_environ`).
+
 The file format is ``key = value`` lines; ``#`` starts a comment line; blank lines
 are ignored; values are not quoted.  Unknown keys and bad values are errors
 (``ConfigError``, exit 111, naming file and line).  See docs/authkit.conf.5.
@@ -158,11 +162,22 @@ def read_config(path: str) -> dict[str, object]:
     return parse_config(text, path)
 
 
+def trusted_environ(environ: "Mapping[str, str] | None" = None) -> "Mapping[str, str]":
+    """``environ`` (default ``os.environ``), without its ``AUTHKIT_*`` variables
+    when the real and effective uid or gid of this process differ: then the
+    environment is the invoking user's, and those variables would let him name
+    the account source or the config file of a privileged program."""
+    env = os.environ if environ is None else environ
+    if os.getuid() == os.geteuid() and os.getgid() == os.getegid():
+        return env
+    return {key: value for key, value in env.items() if not key.startswith("AUTHKIT_")}
+
+
 def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | None" = None) -> Settings:
     """Settings with the account source chosen as the module docstring says.
     Raises ``ConfigError`` for an unreadable or malformed config file or when no
     source can be found."""
-    env = os.environ if environ is None else environ
+    env = trusted_environ(environ)
     file_values: dict[str, object] = {}
     file_decides = False
     if config_path:
@@ -267,4 +282,4 @@ def open_source(
     )
 
 
-__all__ = ["Settings", "load_settings", "open_source", "parse_config", "read_config"]
+__all__ = ["Settings", "load_settings", "open_source", "parse_config", "read_config", "trusted_environ"]

@@ -57,9 +57,9 @@ def _err(text: str) -> None:
 def _settings(args: "argparse.Namespace") -> "Settings":
     """Settings from --config FILE, else $AUTHKIT_CONFIG or /etc/authkit/authkit.conf
     when present, else the defaults (no account source is required here)."""
-    from ..config import DEFAULT_CONFIG, Settings, read_config
+    from ..config import DEFAULT_CONFIG, Settings, read_config, trusted_environ
 
-    path = args.config or os.environ.get("AUTHKIT_CONFIG") or (
+    path = args.config or trusted_environ().get("AUTHKIT_CONFIG") or (
         DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else "")
     settings = Settings(**(read_config(path) if path else {}))
     settings.config_file = path
@@ -73,8 +73,11 @@ def _userdb_path(args: "argparse.Namespace", settings: "Settings | None" = None)
         return args.sub_userdb.rstrip("/") or "/"
     if args.userdb:
         return args.userdb.rstrip("/") or "/"
-    if os.environ.get("AUTHKIT_USERDB"):
-        return os.environ["AUTHKIT_USERDB"]
+    from ..config import trusted_environ
+
+    env = trusted_environ()
+    if env.get("AUTHKIT_USERDB"):
+        return env["AUTHKIT_USERDB"]
     settings = settings or _settings(args)
     return settings.userdb or DEFAULT_USERDB
 
