@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 from .errors import PolicyRefused
 from .policy import check_new_password
+from .printable import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -392,9 +393,9 @@ class PoppassdSession:
 
 
 def _one_line(text: str) -> str:
-    """``text`` with control characters replaced, at most 200 characters."""
-    cleaned = "".join(" " if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text).strip()
-    return cleaned[:200] or "Password not changed"
+    """``text`` with unprintable characters (authkit.printable) replaced by
+    spaces, at most 200 characters."""
+    return printable(text, replacement=" ").strip()[:200] or "Password not changed"
 
 
 __all__ = [

@@ -501,7 +501,9 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     try:
         return args.func(args)
     except AuthError as exc:
-        _err(f"{PROG}: {exc}\n")
+        from ..printable import printable
+
+        _err(f"{PROG}: {printable(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         _err(f"{PROG}: interrupted\n")

@@ -23,6 +23,7 @@ import sys
 
 from ..checkpassword import CRAM_HEX_LENGTHS, MAX_INPUT, InputCollector, parse_request
 from ..errors import Misuse, PolicyRefused, Rejected, TemporaryFailure, UnknownUser
+from ..printable import printable
 from ._log import EventLog, safe, usage_error
 
 TYPE_CHECKING = False
@@ -157,8 +158,7 @@ def read_input(fd: int) -> bytes:
 
 def _clean(message: object) -> str:
     """A one-line, printable rendering of an error message (spaces kept)."""
-    text = str(message)
-    return "".join(c if c.isprintable() else "?" for c in text[:300])
+    return printable(str(message), 300)
 
 
 class _Attempt:
