@@ -190,8 +190,8 @@ def test_a_change_through_authkit_is_seen_by_the_running_daemon_at_once(courier_
     lab.makeuserdb()
     lab.start_daemon()
     assert lab.authtest("andrew@example.com", "old-pw").returncode == 0
-    authkit(lab, "test", "andrew@example.com", "old-pw", "N3w-pw")
-    assert lab.authtest("andrew@example.com", "N3w-pw").returncode == 0
+    authkit(lab, "test", "andrew@example.com", "old-pw", "N3w-pw-long")
+    assert lab.authtest("andrew@example.com", "N3w-pw-long").returncode == 0
     assert lab.authtest("andrew@example.com", "old-pw").returncode == 1
     authkit(lab, "userdb", "andrew@example.com", "set", "mail=/new/Maildir")
     assert b"MAILDIR=/new/Maildir\n" in lab.request(b"PRE . login andrew@example.com\n")
