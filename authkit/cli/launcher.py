@@ -37,6 +37,7 @@ LEAN_PROGRAMS = {
     "courierpasswd": "authkit.cli.courierpasswd",
     "courieruserinfo": "authkit.cli.courieruserinfo",
     "courierpassd": "authkit.cli.courierpassd",
+    "authkitd": "authkit.cli.authkitd",
 }
 
 #: administrator's commands: ordinary console scripts (pyproject.toml [project.scripts]).
