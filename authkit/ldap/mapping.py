@@ -194,12 +194,12 @@ class DirectoryLayout:
 
     def enumerated(self, entry: "Entry") -> "Iterator[Account]":
         """One account per login value of an ENUMERATE entry (none when it has
-        no home directory), as Courier lists them."""
+        no home directory, or uid or gid 0), as Courier's authenumerate lists them."""
         home = self._home(entry)
         names = entry.get(self.mail.lower()) or ()
-        if not home:
-            return
         uid, gid = self._ids(entry)
+        if not home or uid == 0 or gid == 0:
+            return
         maildir = self.first(entry, self.maildir)
         options = self._options(entry)
         for name in names:

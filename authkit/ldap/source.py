@@ -181,6 +181,8 @@ class LdapSource(AccountSource):
         self.binddn = binddn
         self._bindpw = bindpw
         self.timeout = float(timeout)
+        # ldap3 sets SO_RCVTIMEO from an integer; time limits are whole seconds too
+        self._whole_seconds = max(1, int(self.timeout + 0.999))
         self.layout = layout or DirectoryLayout()
         self.domain = domain
         self.filter = filter
@@ -233,7 +235,7 @@ class LdapSource(AccountSource):
             server = ldap3.Server(uri, get_info=ldap3.NONE, tls=self._tls,
                                   connect_timeout=self.timeout)
             conn = ldap3.Connection(server, auto_bind=ldap3.AUTO_BIND_NONE,
-                                    receive_timeout=self.timeout, raise_exceptions=False,
+                                    receive_timeout=self._whole_seconds, raise_exceptions=False,
                                     check_names=False, auto_referrals=False)
             conn.authkit_uri = uri  # type: ignore[attr-defined]
             try:
@@ -284,7 +286,7 @@ class LdapSource(AccountSource):
         try:
             conn.search(self.basedn, filter_text, search_scope=ldap3.SUBTREE,
                         dereference_aliases=self.deref, attributes=attributes,
-                        size_limit=size_limit, time_limit=max(1, int(self.timeout + 0.999)),
+                        size_limit=size_limit, time_limit=self._whole_seconds,
                         **paging)
         except ldap_errors.LDAPInvalidFilterError:
             raise ConfigError("ldap: ldap_filter or ldap_enumerate_filter is not a valid filter") from None
