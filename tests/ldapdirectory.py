@@ -49,6 +49,7 @@ PASSWORDS.update({
     f"star*@{DOMAIN}": "Star-Pass-1",          # filter metacharacters
     f"paren(x)@{DOMAIN}": "Paren-Pass-1",
     f"back\\slash@{DOMAIN}": "Back-Pass-1",
+    f"jurgen@{DOMAIN}": "Jurgen-Pass-1",       # description holds a non-ASCII name
 })
 NO_PASSWORD = f"nopw@{DOMAIN}"
 ZERO_UID = f"zero@{DOMAIN}"  # no uidNumber and no global uid: uid 0
@@ -81,6 +82,8 @@ def people() -> "list[Person]":
     out.append(person("star", f"star*@{DOMAIN}", userPassword=hash_password("Star-Pass-1", "SSHA")))
     out.append(person("paren", f"paren(x)@{DOMAIN}", userPassword=hash_password("Paren-Pass-1", "SSHA")))
     out.append(person("back", f"back\\slash@{DOMAIN}", userPassword=hash_password("Back-Pass-1", "SSHA")))
+    out.append(person("jurgen", f"jurgen@{DOMAIN}", description=f"j\u00fcrgen@{DOMAIN}",
+                      userPassword=hash_password("Jurgen-Pass-1", "SSHA")))
     out.append(person("nopw", NO_PASSWORD))
     zero = person("zero", ZERO_UID, userPassword=hash_password("Zero-Pass-1", "SSHA"))
     del zero.attrs["uidNumber"]

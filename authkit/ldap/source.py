@@ -302,7 +302,11 @@ class LdapSource(AccountSource):
 
     def _find(self, name: str, service: str) -> "tuple[str, dict[str, list[bytes]]]":
         """(dn, entry) of the one entry of login ``name``; ``UnknownUser`` if
-        there are none or several."""
+        there are none or several, or if ``name`` is empty or holds a NUL (not
+        asked: slapd's IA5 matching ignores what follows a NUL, so the escaped
+        ``\\00`` would still find the name cut there)."""
+        if not name or "\0" in name:
+            raise UnknownUser("empty login name" if not name else "login name holds a NUL byte")
         query = login_filter(self.layout.mail, name, self.domain, self.filter)
         attributes = self.layout.lookup_attributes(service)
         found = self._run(self._search_pool, lambda c: self._search(c, query, attributes, 2))
