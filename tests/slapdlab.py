@@ -228,6 +228,8 @@ class SlapdLab:
         if self.provider:
             lines += ["overlay syncprov", "syncprov-checkpoint 100 1"]
         if self.consumer_of is not None:
+            if not self.consumer_of.port:
+                raise SlapdError("start the provider before making its consumer")
             lines += [f"syncrepl rid=001 provider={self.consumer_of.uri} bindmethod=simple "
                       f'binddn="{ROOT_DN}" credentials={ROOT_PW} searchbase="{SUFFIX}" '
                       'type=refreshAndPersist retry="1 +" timeout=5 network-timeout=5']
@@ -364,10 +366,16 @@ class SlapdLab:
         return values
 
     def count(self, filter_text: str = "(objectClass=CourierMailAccount)") -> int:
-        """How many entries under the suffix match (as the root DN)."""
-        out = _run([LDAPSEARCH, "-x", "-LLL", "-H", self.ldapi_uri, "-D", ROOT_DN, "-w", ROOT_PW,
-                    "-b", SUFFIX, filter_text, "1.1"])
-        return sum(1 for line in out.splitlines() if line.startswith("dn:"))
+        """How many entries under the suffix match (as the root DN); 0 while
+        the suffix does not exist yet (a consumer before its first refresh)."""
+        proc = subprocess.run([LDAPSEARCH, "-x", "-LLL", "-H", self.ldapi_uri, "-D", ROOT_DN,
+                               "-w", ROOT_PW, "-b", SUFFIX, filter_text, "1.1"],
+                              capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        if proc.returncode == 32:  # noSuchObject
+            return 0
+        if proc.returncode != 0:
+            raise SlapdError(f"ldapsearch exited {proc.returncode}: {proc.stderr.decode(errors='replace')}")
+        return sum(1 for line in proc.stdout.decode().splitlines() if line.startswith("dn:"))
 
     def wait_for_count(self, expected: int, timeout: float = 30,
                        filter_text: str = "(objectClass=CourierMailAccount)") -> None:
