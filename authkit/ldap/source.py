@@ -26,8 +26,8 @@ connection is used by one thread at a time and kept open between requests.  A
 new connection tries the servers of ``ldap_uri`` in order.  When a request
 fails on a connection (closed, reset, no answer within ``ldap_timeout``, server
 busy or unavailable), the connection and the idle ones to the same server are
-dropped and the request is tried once more on a new connection: that is the
-failover.  When no server answers, ``TemporaryFailure`` (111), never a
+dropped and the request is tried again on a new connection, each server
+failing at most once per request: that is the failover.  When no server answers, ``TemporaryFailure`` (111), never a
 rejection.  A wrong ``ldap_binddn`` password or a malformed ``ldap_filter`` is
 a ``TemporaryFailure`` as well (Courier rejects the login).
 
@@ -87,18 +87,20 @@ def split_uris(setting: str) -> "list[str]":
 class _Pool:
     """Idle connections of one kind, handed to one thread at a time."""
 
-    def __init__(self, opener: "Callable[[], ldap3.Connection]", size: int) -> None:
+    def __init__(self, opener: "Callable[[frozenset[str]], ldap3.Connection]", size: int) -> None:
         self._opener = opener
         self._size = size
         self._idle: list[ldap3.Connection] = []
         self._lock = threading.Lock()
 
-    def take(self, fresh: bool = False) -> "ldap3.Connection":
+    def take(self, fresh: bool = False, skip: "frozenset[str]" = frozenset()) -> "ldap3.Connection":
+        """An idle connection, or (``fresh``, or none idle) a new one to the
+        first server of the list not in ``skip``."""
         if not fresh:
             with self._lock:
                 if self._idle:
                     return self._idle.pop()
-        return self._opener()
+        return self._opener(skip)
 
     def give(self, conn: "ldap3.Connection") -> None:
         with self._lock:
@@ -197,8 +199,8 @@ class LdapSource(AccountSource):
             import ssl
 
             self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=cacert or None)
-        self._search_pool = _Pool(lambda: self._connect(as_binddn=True), pool_size)
-        self._bind_pool = _Pool(lambda: self._connect(as_binddn=False), pool_size)
+        self._search_pool = _Pool(lambda skip: self._connect(True, skip), pool_size)
+        self._bind_pool = _Pool(lambda skip: self._connect(False, skip), pool_size)
         self.description = f"ldap {' '.join(self.uris)} {basedn}"
 
     @classmethod
@@ -226,12 +228,14 @@ class LdapSource(AccountSource):
 
     # ---------------------------------------------------------- connections
 
-    def _connect(self, as_binddn: bool) -> "ldap3.Connection":
-        """A new open connection to the first server of ``uris`` that answers
-        (StartTLS and the configured bind done).  ``TemporaryFailure`` naming
-        each server's problem when none does."""
+    def _connect(self, as_binddn: bool, skip: "frozenset[str]" = frozenset()) -> "ldap3.Connection":
+        """A new open connection to the first server of ``uris`` (not in
+        ``skip``) that answers, StartTLS and the configured bind done.
+        ``TemporaryFailure`` naming each server's problem when none does."""
         problems = []
         for uri in self.uris:
+            if uri in skip:
+                continue
             server = ldap3.Server(uri, get_info=ldap3.NONE, tls=self._tls,
                                   connect_timeout=self.timeout)
             conn = ldap3.Connection(server, auto_bind=ldap3.AUTO_BIND_NONE,
@@ -251,19 +255,29 @@ class LdapSource(AccountSource):
             except (ldap_errors.LDAPException, _Unusable, OSError) as exc:
                 _close(conn)
                 problems.append(f"{uri}: {_reason(exc)}")
-        raise TemporaryFailure("ldap: no server usable: " + "; ".join(problems))
+        raise TemporaryFailure("ldap: no server usable: " + ("; ".join(problems) or "all failed"))
 
     def _run(self, pool: _Pool, operation: "Callable[[ldap3.Connection], object]") -> object:
-        """``operation(conn)`` on a pooled connection; once more on a new
-        connection if the first one turns out unusable."""
-        problem = ""
-        for fresh in (False, True):
-            conn = pool.take(fresh)
+        """``operation(conn)`` on a pooled connection; when the connection
+        turns out unusable, again on a new one, each server failing at most
+        once per request (a server dying while we connect to it is skipped
+        next time)."""
+        failed: set[str] = set()
+        problems = []
+        fresh = False
+        while True:
+            conn = pool.take(fresh, frozenset(failed))
+            uri = getattr(conn, "authkit_uri", "?")
             try:
                 result = operation(conn)
             except (ldap_errors.LDAPException, _Unusable, OSError) as exc:
                 pool.discard(conn)
-                problem = f"{getattr(conn, 'authkit_uri', '?')}: {_reason(exc)}"
+                problems.append(f"{uri}: {_reason(exc)}")
+                if fresh:
+                    failed.add(uri)
+                if len(failed) >= len(self.uris):
+                    raise TemporaryFailure("ldap: request failed: " + "; ".join(problems)) from None
+                fresh = True
                 continue
             except AuthError:  # a verdict or a config problem: the connection is fine
                 pool.give(conn)
@@ -273,7 +287,6 @@ class LdapSource(AccountSource):
                 raise
             pool.give(conn)
             return result
-        raise TemporaryFailure(f"ldap: request failed: {problem}")
 
     def close(self) -> None:
         self._search_pool.close()

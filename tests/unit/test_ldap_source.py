@@ -32,7 +32,7 @@ class MockLdapSource(LdapSource):
         seed = ldap3.Connection(self.server, client_strategy=ldap3.MOCK_SYNC)
         self.dit = seed.strategy
 
-    def _connect(self, as_binddn: bool) -> ldap3.Connection:
+    def _connect(self, as_binddn: bool, skip: frozenset = frozenset()) -> ldap3.Connection:
         if self.down:
             raise TemporaryFailure("ldap: no server usable: mock down")
         self.opened += 1
