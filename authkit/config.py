@@ -74,6 +74,33 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "rehash_on_login": (str, "no"),
     "cache_ttl": (float, 0.0),
     # --- ldap source (authkit/ldap; Courier's authldaprc) ---
+    "ldap_uri": (str, ""),  # LDAP_URI: servers tried in order, comma- or blank-separated
+    "ldap_basedn": (str, ""),
+    "ldap_binddn": (str, ""),  # "" = anonymous (Courier: LDAP_INITBIND=0)
+    "ldap_bindpw": (str, ""),
+    "ldap_timeout": (float, 5.0),
+    "ldap_tls": (int, 0),  # StartTLS
+    "ldap_tls_cacert": (str, ""),  # OpenLDAP's TLS_CACERT
+    "ldap_deref": (str, "never"),
+    "ldap_authbind": (int, 0),
+    "ldap_mail": (str, "mail"),
+    "ldap_domain": (str, ""),
+    "ldap_filter": (str, ""),
+    "ldap_enumerate_filter": (str, ""),
+    "ldap_homedir": (str, "homeDirectory"),
+    "ldap_mailroot": (str, ""),
+    "ldap_maildir": (str, "mailbox"),
+    "ldap_defaultdelivery": (str, "defaultDelivery"),
+    "ldap_fullname": (str, "cn"),
+    "ldap_clearpw": (str, ""),
+    "ldap_cryptpw": (str, "userPassword"),
+    "ldap_uid": (str, ""),
+    "ldap_gid": (str, ""),
+    "ldap_glob_uid": (str, ""),
+    "ldap_glob_gid": (str, ""),
+    "ldap_auxoptions": (str, ""),
+    "ldap_maildirquota": (str, ""),
+    "ldap_connections": (int, 4),  # idle connections kept per pool
     # --- pgsql source (authkit/pgsql; Courier's authpgsqlrc) ---
 }
 
