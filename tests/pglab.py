@@ -194,3 +194,44 @@ class PgLab:
                 return
             time.sleep(0.02)
         raise PgLabError(f"timed out waiting for {what}")
+
+
+# ------------------------------------------------------------ Courier's side
+
+def write_authpgsqlrc(etc_dir: Path, keys: "dict[str, str]") -> Path:
+    """``<etc_dir>/authpgsqlrc`` (in a CourierLab: /etc/courier/authpgsqlrc) with
+    ``KEY value`` lines and the MARKER section authpgsql insists on."""
+    lines = []
+    for key, value in keys.items():
+        if "\n" in value:
+            raise ValueError("one line per value")
+        lines.append(f"{key}\t{value}")
+    lines.append("##NAME: MARKER:0")
+    path = Path(etc_dir) / "authpgsqlrc"
+    path.write_text("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def authkit_settings(keys: "dict[str, str]", **extra: object):
+    """authkit Settings for the same configuration as authpgsqlrc ``keys``:
+    each key lower-cased (DEFAULT_DOMAIN is pgsql_default_domain)."""
+    from authkit.config import Settings
+
+    values: dict[str, object] = {}
+    for key, value in keys.items():
+        name = "pgsql_default_domain" if key == "DEFAULT_DOMAIN" else key.lower()
+        values[name] = value
+    values.update(extra)
+    values.setdefault("source", "pgsql")
+    return Settings(**values)
+
+
+def authkit_conf_text(keys: "dict[str, str]", **extra: object) -> str:
+    """An authkit.conf for the same configuration (``source = pgsql``)."""
+    lines = ["source = pgsql"]
+    for key, value in keys.items():
+        name = "pgsql_default_domain" if key == "DEFAULT_DOMAIN" else key.lower()
+        lines.append(f"{name} = {value}")
+    lines += [f"{k} = {v}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
