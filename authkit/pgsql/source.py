@@ -41,7 +41,13 @@ from __future__ import annotations
 import hmac
 import threading
 
-import psycopg
+try:
+    import psycopg
+except ImportError:  # python3 -IS (bin/authkitd): Debian's python3-psycopg is in the
+    import site      # system site-packages, which -S leaves off sys.path
+
+    site.addsitepackages(None)  # type: ignore[arg-type]
+    import psycopg
 import psycopg.conninfo
 from psycopg.pq import TransactionStatus
 
