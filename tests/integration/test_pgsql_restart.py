@@ -166,3 +166,45 @@ def test_threads_share_one_source_and_its_small_pool(pg: PgLab) -> None:
     finally:
         source.close()
     pg.wait_for(lambda: _active(pg, "true") == 0, what="connections closed")
+
+
+def test_courier_authpgsql_rejects_logins_while_down_and_after_a_restart(pg: PgLab, courier_lab_factory) -> None:
+    """What docs/pgsql.md says of Courier, shown on Courier's own daemon (one
+    worker, so one connection): the first login after a server restart fails
+    with FAIL on its stale connection (a rejection, as for a wrong password) and
+    the next one reconnects; while PostgreSQL is down a login gets FAIL and PRE
+    no reply.  PgsqlSource's first request after the restart already works, and
+    while down every request is a temporary failure."""
+    from authkit.authdaemon.source import AuthdaemonSource
+    from pglab import write_authpgsqlrc
+
+    lab = courier_lab_factory(daemons=1)
+    write_authpgsqlrc(lab.etc_dir, {"PGSQL_CONNECTION": pg.conninfo("mail"), "PGSQL_USER_TABLE": "passwd",
+                                    "PGSQL_CRYPT_PWFIELD": "crypt", "DEFAULT_DOMAIN": "example.com"})
+    lab.write_authdaemonrc(authmodulelist="authpgsql")
+    lab.start_daemon()
+    courier = AuthdaemonSource(str(lab.socket_path), remote_ip="")
+    ours = _source(pg)
+    try:
+        assert courier.authenticate("alice", b"alice-pw").address == "alice@example.com"
+        assert ours.authenticate("alice", b"alice-pw").address == "alice@example.com"
+        pg.restart()
+        with pytest.raises(BadPassword):
+            courier.authenticate("alice", b"alice-pw")      # FAIL on the stale connection
+        assert ours.authenticate("alice", b"alice-pw").address == "alice@example.com"
+        assert courier.authenticate("alice", b"alice-pw").address == "alice@example.com"
+
+        pg.stop("fast")
+        with pytest.raises(BadPassword):
+            courier.authenticate("alice", b"alice-pw")      # FAIL: looks like a wrong password
+        with pytest.raises(TemporaryFailure):
+            courier.lookup("alice")
+        with pytest.raises(TemporaryFailure):
+            ours.authenticate("alice", b"alice-pw")
+        with pytest.raises(TemporaryFailure):
+            ours.lookup("alice")
+        pg.start()
+        assert ours.authenticate("alice", b"alice-pw").address == "alice@example.com"
+        assert courier.authenticate("alice", b"alice-pw").address == "alice@example.com"
+    finally:
+        ours.close()
