@@ -87,7 +87,7 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _number(value: object, column: str) -> "int | None":
+def _number(value: object) -> "int | None":
     """uid/gid: decimal, at most 10 digits (Courier would read garbage as 0,
     i.e. root); None when it is not."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -202,8 +202,8 @@ class PgsqlSource(AccountSource):
         if client_encoding:
             self._kwargs["client_encoding"] = client_encoding
         self._pool = _Pool(self._connect, pool_size)
-        where = params.get("host") or "default host"
-        self.description = f"pgsql {params.get('dbname') or params.get('user') or ''} on {where}".replace("  ", " ")
+        database = params.get("dbname") or params.get("user") or "(default database)"
+        self.description = f"pgsql {database} on {params.get('host') or '(default host)'}"
 
     @classmethod
     def from_settings(cls, settings: object) -> "PgsqlSource":
@@ -254,7 +254,7 @@ class PgsqlSource(AccountSource):
         try:
             try:
                 result = work(conn)
-            except psycopg.Error as exc:
+            except psycopg.Error:
                 if not (reused and conn.broken):
                     raise
                 _Pool.discard(conn)
@@ -300,7 +300,7 @@ class PgsqlSource(AccountSource):
         home = _text(values[5])
         if not home:
             raise UnknownUser(f"no account {name!r} (no home)")
-        uid, gid = _number(values[3], "uid"), _number(values[4], "gid")
+        uid, gid = _number(values[3]), _number(values[4])
         if uid is None or gid is None:
             raise TemporaryFailure(f"{self.description}: account {name!r} has a uid or gid "
                                    "that is not a decimal number")
@@ -481,7 +481,7 @@ class PgsqlSource(AccountSource):
     def _enumerated(self, row: tuple) -> "Account | None":
         values = list(row) + [None] * (6 - len(row))
         name, home = _text(values[0]), _text(values[3])
-        uid, gid = _number(values[1], "uid"), _number(values[2], "gid")
+        uid, gid = _number(values[1]), _number(values[2])
         if not name or not home or uid is None or gid is None:
             return None
         return Account(address=name, uid=uid, gid=gid, home=home, maildir=_text(values[4]),
