@@ -1,8 +1,8 @@
 """authkitd serving the PostgreSQL source (``source = pgsql``) on a CourierLab's
 socket, i.e. Courier's compiled-in /run/courier/authdaemon/socket inside the lab:
 
-* Courier's own authtest gets the same answers from authkitd as from Courier's
-  authdaemond with authpgsql on the same database;
+* Courier's own authtest and authenumerate get the same answers from authkitd
+  as from Courier's authdaemond with authpgsql on the same database;
 * courierpasswd (bin/ launcher, ``/usr/bin/python3 -IS``) with a config naming
   ``source = pgsql`` reaches the database through authkitd;
 * a courierpassd change through authkitd is then accepted by Courier's authpgsql;
@@ -71,6 +71,8 @@ def setup(courier_lab_factory):
                 "PGSQL_CRYPT_PWFIELD": "crypt", "PGSQL_CLEAR_PWFIELD": "clear",
                 "PGSQL_NAME_FIELD": "name", "PGSQL_MAILDIR_FIELD": "maildir",
                 "PGSQL_AUXOPTIONS_FIELD": "options", "PGSQL_WHERE_CLAUSE": "slow_for(id)",
+                # the listing must not sleep on the slow account
+                "PGSQL_ENUMERATE_CLAUSE": "SELECT id, uid, gid, home, maildir, options FROM passwd",
                 "DEFAULT_DOMAIN": "example.com"}
         write_authpgsqlrc(lab.etc_dir, keys)
         lab.write_authdaemonrc(authmodulelist="authpgsql")
@@ -105,10 +107,15 @@ def test_courier_authtest_gets_courier_authpgsql_answers_from_authkitd(setup) ->
     pg, lab, authkitd, _conf = setup
     authkitd.start()
     ours = _authtest_all(lab)
+    our_listing = lab.authenumerate()
     authkitd.stop()
     lab.start_daemon()
     theirs = _authtest_all(lab)
+    their_listing = lab.authenumerate()
     lab.stop_daemon()
+    assert our_listing.returncode == their_listing.returncode == 0
+    assert sorted(our_listing.stdout.splitlines()) == sorted(their_listing.stdout.splitlines())
+    assert len(our_listing.stdout.splitlines()) == len(ACCOUNTS)
     accepted = 0
     for case, (our_code, our_out), (their_code, their_out) in zip(_authtest_cases(), ours, theirs):
         assert our_code == their_code, (case, our_out, their_out)
