@@ -99,6 +99,19 @@ def _authtest_cases() -> list[tuple[str, ...]]:
     return cases
 
 
+def _raw_pre(lab) -> list[bytes]:
+    """Raw replies to PRE for every account (by both names), an unknown one, and
+    module "authpgsql" named; PASSWD2 (Courier's clear password) left out."""
+    replies = []
+    for login, *_ in ACCOUNTS[:4]:  # not the slow one
+        for name in (login, login.split("@")[0], "nobody"):
+            for module in (b".", b"authpgsql"):
+                reply = lab.request(b"PRE " + module + b" imap " + name.encode() + b"\n")
+                replies.append(b"".join(line for line in reply.splitlines(keepends=True)
+                                        if not line.startswith(b"PASSWD2=")))
+    return replies
+
+
 def _authtest_all(lab) -> list[tuple[int, bytes]]:
     return [(p.returncode, p.stdout) for p in (lab.authtest(*case) for case in _authtest_cases())]
 
@@ -108,11 +121,15 @@ def test_courier_authtest_gets_courier_authpgsql_answers_from_authkitd(setup) ->
     authkitd.start()
     ours = _authtest_all(lab)
     our_listing = lab.authenumerate()
+    our_pre = _raw_pre(lab)
     authkitd.stop()
     lab.start_daemon()
     theirs = _authtest_all(lab)
     their_listing = lab.authenumerate()
+    their_pre = _raw_pre(lab)
     lab.stop_daemon()
+    assert our_pre == their_pre
+    assert sum(reply.endswith(b"\n.\n") for reply in our_pre) == 2 * 2 * 4
     assert our_listing.returncode == their_listing.returncode == 0
     assert sorted(our_listing.stdout.splitlines()) == sorted(their_listing.stdout.splitlines())
     assert len(our_listing.stdout.splitlines()) == len(ACCOUNTS)
