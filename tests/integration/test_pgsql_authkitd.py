@@ -112,6 +112,27 @@ def _raw_pre(lab) -> list[bytes]:
     return replies
 
 
+def _cram_verdicts(lab) -> list[object]:
+    """CRAM-MD5/SHA1/SHA256 logins (AUTH cram-*) through the lab's socket."""
+    import hmac
+
+    from authkit.authdaemon.source import AuthdaemonSource
+    from authkit.errors import Rejected
+
+    client = AuthdaemonSource(str(lab.socket_path), remote_ip="")
+    challenge = b"<42.1700000000@example.com>"
+    verdicts = []
+    for algorithm in ("md5", "sha1", "sha256"):
+        for name, secret in (("carol", "Carol-Clear-3"), ("carol@example.com", "wrong"),
+                             ("alice", "Alice-Pass-1"), ("nobody", "x")):
+            response = hmac.new(secret.encode(), challenge, algorithm).hexdigest()
+            try:
+                verdicts.append(client.authenticate_cram(challenge, name, response, algorithm, "imap"))
+            except Rejected:
+                verdicts.append("rejected")
+    return verdicts
+
+
 def _authtest_all(lab) -> list[tuple[int, bytes]]:
     return [(p.returncode, p.stdout) for p in (lab.authtest(*case) for case in _authtest_cases())]
 
@@ -122,12 +143,19 @@ def test_courier_authtest_gets_courier_authpgsql_answers_from_authkitd(setup) ->
     ours = _authtest_all(lab)
     our_listing = lab.authenumerate()
     our_pre = _raw_pre(lab)
+    our_cram = _cram_verdicts(lab)
     authkitd.stop()
     lab.start_daemon()
     theirs = _authtest_all(lab)
     their_listing = lab.authenumerate()
     their_pre = _raw_pre(lab)
+    their_cram = _cram_verdicts(lab)
     lab.stop_daemon()
+    # verdicts and the account; authkitd's CRAM reply follows authuserdb's
+    # (no NAME, QUOTA, PASSWD) while authpgsql's carries them: noted, not ours
+    identity = lambda v: v if v == "rejected" else (v.address, v.uid, v.gid, v.home, v.maildir)  # noqa: E731
+    assert [identity(v) for v in our_cram] == [identity(v) for v in their_cram]
+    assert [v == "rejected" for v in our_cram] == [False, True, True, True] * 3
     assert our_pre == their_pre
     assert sum(reply.endswith(b"\n.\n") for reply in our_pre) == 2 * 2 * 4
     assert our_listing.returncode == their_listing.returncode == 0
