@@ -41,18 +41,24 @@ from __future__ import annotations
 import hmac
 import threading
 
+from ..errors import ConfigError
+
 try:
     import psycopg
 except ImportError:  # python3 -IS (bin/authkitd): Debian's python3-psycopg is in the
     import site      # system site-packages, which -S leaves off sys.path
 
     site.addsitepackages(None)  # type: ignore[arg-type]
-    import psycopg
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError("source = pgsql needs psycopg 3: pip install 'authkit[pgsql]', "
+                          "or Debian's python3-psycopg") from None
 import psycopg.conninfo
 from psycopg.pq import TransactionStatus
 
 from ..account import CRAM_ALGORITHMS, Account, fullname_from_gecos, merge_options
-from ..errors import BadPassword, ConfigError, Misuse, PolicyRefused, TemporaryFailure, UnknownUser
+from ..errors import BadPassword, Misuse, PolicyRefused, TemporaryFailure, UnknownUser
 from ..source import AccountSource
 from .query import PgsqlQueries, Statement, UnsendableValue
 
