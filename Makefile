@@ -18,7 +18,7 @@ DEBIAN_PACKAGES := \
 	hyperfine procps time acl openssl systemd \
 	courier-imap courier-pop \
 	slapd ldap-utils courier-authlib-ldap \
-	postgresql courier-authlib-postgresql \
+	postgresql courier-authlib-postgresql python3-psycopg \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
 	fakeroot lintian
 

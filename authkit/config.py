@@ -102,6 +102,33 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "ldap_maildirquota": (str, ""),
     "ldap_connections": (int, 4),  # idle connections kept per pool
     # --- pgsql source (authkit/pgsql; Courier's authpgsqlrc) ---
+    "pgsql_connection": (str, ""),
+    "pgsql_host": (str, ""),
+    "pgsql_port": (str, ""),
+    "pgsql_user": (str, ""),
+    "pgsql_password": (str, ""),
+    "pgsql_database": (str, ""),
+    "pgsql_character_set": (str, "UTF8"),
+    "pgsql_user_table": (str, "passwd"),
+    "pgsql_login_field": (str, "id"),
+    "pgsql_crypt_pwfield": (str, "crypt"),
+    "pgsql_clear_pwfield": (str, ""),
+    "pgsql_uid_field": (str, "uid"),
+    "pgsql_gid_field": (str, "gid"),
+    "pgsql_home_field": (str, "home"),
+    "pgsql_maildir_field": (str, ""),
+    "pgsql_defaultdelivery": (str, ""),
+    "pgsql_name_field": (str, ""),
+    "pgsql_quota_field": (str, ""),
+    "pgsql_auxoptions_field": (str, ""),
+    "pgsql_where_clause": (str, ""),
+    "pgsql_default_domain": (str, ""),
+    "pgsql_select_clause": (str, ""),
+    "pgsql_chpass_clause": (str, ""),
+    "pgsql_enumerate_clause": (str, ""),
+    "pgsql_connect_timeout": (float, 10.0),
+    "pgsql_statement_timeout": (float, 10.0),
+    "pgsql_pool_size": (int, 4),
 }
 
 #: The account source kinds a config file may name.  "ldap" and "pgsql" are heavy
