@@ -366,6 +366,10 @@ def _mark(path: str, name: str, offset: int, old_line: bytes, new_line: bytes) -
         finally:
             os.close(fd)
     except OSError as exc:
+        try:  # a journal that could not be written whole (a full disk) is not left behind
+            os.unlink(marker)
+        except OSError:
+            pass
         raise TemporaryFailure(f"cannot write {marker}: {exc.strerror}") from None
 
 
