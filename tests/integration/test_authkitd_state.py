@@ -123,7 +123,7 @@ def test_rehash_on_a_full_disk_keeps_the_login_and_the_userdb(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root (a private tmpfs in a mount namespace)")
     from authkit.schemes import make_password_hash
-    from authkit.userdb.edit import text_lock_path
+    from authkit.userdb.locks import text_lock_path
 
     source_dir = tmp_path / "seed"
     source_dir.mkdir()
