@@ -190,3 +190,32 @@ def test_cli_arguments():
     for bad in (["--config"], ["--socket="], ["-x"], ["extra"]):
         with pytest.raises(UsageError):
             parse_args(bad)
+
+
+def test_start_path_stays_lean(tmp_path):
+    """What authkitd imports to start serving a userdb (settings, source, the
+    preloaded scheme modules, the daemon) holds none of the heavy modules the
+    per-login programs avoid (issue 15 wants its start lean too)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "userdb").write_text("a\tuid=5000|gid=5000|home=/h\n")
+    (tmp_path / "authkit.conf").write_text(f"userdb = {tmp_path / 'userdb'}\n")
+    probe = (
+        "import sys, socket; sys.path.insert(0, sys.argv[1])\n"
+        "from authkit.cli import authkitd, _log\n"
+        "from authkit.daemon import Daemon\n"
+        "log = _log.EventLog('authkitd', True)\n"
+        "settings, generation = authkitd.open_generation(sys.argv[2], sys.argv[3], log)\n"
+        "authkitd._preload()\n"
+        "Daemon(socket.socket(socket.AF_UNIX), generation, log)\n"
+        "heavy = ('re', 'logging', 'asyncio', 'concurrent.futures', 'argparse', 'typing',\n"
+        "         'dataclasses', 'hashlib', 'ldap3', 'psycopg')\n"
+        "print(' '.join(name for name in heavy if name in sys.modules))\n")
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    proc = subprocess.run([python, "-IS", "-c", probe, str(repo), str(tmp_path / "authkit.conf"),
+                           str(tmp_path / "socket")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", proc.stdout
