@@ -14,6 +14,10 @@ How a program finds its account source (first match wins):
 The settings other than the source (policy, timeouts) come from the config file of
 step 1 or 4 whenever one is in use, else from the defaults below.
 
+In a process whose real and effective uid (or gid) differ (a setuid or setgid
+install), the ``AUTHKIT_*`` variables are ignored: the invoking user must not
+choose the account source or the config file (see :func:`trusted_environ`).
+
 The file format is ``key = value`` lines; ``#`` starts a comment line; blank lines
 are ignored; values are not quoted.  Unknown keys and bad values are errors
 (``ConfigError``, exit 111, naming file and line).  See docs/authkit.conf.5.
@@ -40,7 +44,7 @@ DEFAULT_USERDBS = ("/etc/courier/userdb", "/usr/local/etc/userdb")
 # means "that list".
 DEFAULT_SOCKETS: "tuple[str, ...] | None" = None
 
-# key -> (type, default).  Types: str, int, float.
+# key -> (type, default).  Types: str, int, float, bool (yes/no, true/false, 1/0).
 _SCHEMA: dict[str, tuple[type, object]] = {
     "source": (str, ""),  # one of SOURCE_KINDS; inferred when empty
     "userdb": (str, ""),
@@ -59,7 +63,16 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "bad_pass_delay": (float, 3.0),
     "idle_timeout": (float, 60.0),
     "max_connections": (int, 64),
+    "allow_root_ids": (bool, False),
     # --- authkitd (docs/authkitd.8) ---
+    "authkitd_socket": (str, "/run/courier/authdaemon/socket"),
+    "workers": (int, 8),
+    "max_clients": (int, 1024),
+    "source_timeout": (float, 25.0),
+    "failure_delay": (float, 2.0),
+    "failure_delay_max": (float, 15.0),
+    "rehash_on_login": (str, "no"),
+    "cache_ttl": (float, 0.0),
     # --- ldap source (authkit/ldap; Courier's authldaprc) ---
     "ldap_uri": (str, ""),  # LDAP_URI: servers tried in order, comma- or blank-separated
     "ldap_basedn": (str, ""),
@@ -89,6 +102,33 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "ldap_maildirquota": (str, ""),
     "ldap_connections": (int, 4),  # idle connections kept per pool
     # --- pgsql source (authkit/pgsql; Courier's authpgsqlrc) ---
+    "pgsql_connection": (str, ""),
+    "pgsql_host": (str, ""),
+    "pgsql_port": (str, ""),
+    "pgsql_user": (str, ""),
+    "pgsql_password": (str, ""),
+    "pgsql_database": (str, ""),
+    "pgsql_character_set": (str, "UTF8"),
+    "pgsql_user_table": (str, "passwd"),
+    "pgsql_login_field": (str, "id"),
+    "pgsql_crypt_pwfield": (str, "crypt"),
+    "pgsql_clear_pwfield": (str, ""),
+    "pgsql_uid_field": (str, "uid"),
+    "pgsql_gid_field": (str, "gid"),
+    "pgsql_home_field": (str, "home"),
+    "pgsql_maildir_field": (str, ""),
+    "pgsql_defaultdelivery": (str, ""),
+    "pgsql_name_field": (str, ""),
+    "pgsql_quota_field": (str, ""),
+    "pgsql_auxoptions_field": (str, ""),
+    "pgsql_where_clause": (str, ""),
+    "pgsql_default_domain": (str, ""),
+    "pgsql_select_clause": (str, ""),
+    "pgsql_chpass_clause": (str, ""),
+    "pgsql_enumerate_clause": (str, ""),
+    "pgsql_connect_timeout": (float, 10.0),
+    "pgsql_statement_timeout": (float, 10.0),
+    "pgsql_pool_size": (int, 4),
 }
 
 #: The account source kinds a config file may name.  "ldap" and "pgsql" are heavy
@@ -97,6 +137,10 @@ _SCHEMA: dict[str, tuple[type, object]] = {
 SOURCE_KINDS = ("userdb", "authdaemon", "ldap", "pgsql")
 HEAVY_KINDS = {"ldap": ("authkit.ldap.source", "LdapSource"),
                "pgsql": ("authkit.pgsql.source", "PgsqlSource")}
+
+
+_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
+             "no": False, "false": False, "off": False, "0": False}
 
 
 class Settings:
@@ -121,6 +165,7 @@ class Settings:
     bad_pass_delay: float
     idle_timeout: float
     max_connections: int
+    allow_root_ids: bool
 
     def __init__(self, **values: object) -> None:
         for key, (kind, default) in _SCHEMA.items():
@@ -152,14 +197,27 @@ def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
         if key not in _SCHEMA:
             raise ConfigError(f"{filename}:{lineno}: unknown setting {key!r}")
         kind = _SCHEMA[key][0]
+        if kind is bool:
+            flag = _BOOLEANS.get(value.lower())
+            if flag is None:
+                raise ConfigError(f"{filename}:{lineno}: {key} must be yes or no")
+            values[key] = flag
+            continue
         try:
             values[key] = kind(value) if kind is not str else value
         except ValueError:
             raise ConfigError(f"{filename}:{lineno}: {key} must be a number") from None
     source = values.get("source", "")
-    if source and source not in SOURCE_KINDS:
-        raise ConfigError(f"{filename}: source must be one of {', '.join(SOURCE_KINDS)}")
+    if source and any(kind not in SOURCE_KINDS for kind in chain_kinds(source)):  # type: ignore[arg-type]
+        raise ConfigError(f"{filename}: source must be one of {', '.join(SOURCE_KINDS)}"
+                          " (or a comma-separated chain of them)")
     return values
+
+
+def chain_kinds(source: str) -> "list[str]":
+    """The kinds of a ``source`` value: one, or a comma-separated chain
+    (``userdb, ldap``: authkit/chain.py; only authkitd opens a chain)."""
+    return [part.strip() for part in source.split(",")]
 
 
 def read_config(path: str) -> dict[str, object]:
@@ -173,11 +231,22 @@ def read_config(path: str) -> dict[str, object]:
     return parse_config(text, path)
 
 
+def trusted_environ(environ: "Mapping[str, str] | None" = None) -> "Mapping[str, str]":
+    """``environ`` (default ``os.environ``), without its ``AUTHKIT_*`` variables
+    when the real and effective uid or gid of this process differ: then the
+    environment is the invoking user's, and those variables would let him name
+    the account source or the config file of a privileged program."""
+    env = os.environ if environ is None else environ
+    if os.getuid() == os.geteuid() and os.getgid() == os.getegid():
+        return env
+    return {key: value for key, value in env.items() if not key.startswith("AUTHKIT_")}
+
+
 def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | None" = None) -> Settings:
     """Settings with the account source chosen as the module docstring says.
     Raises ``ConfigError`` for an unreadable or malformed config file or when no
     source can be found."""
-    env = os.environ if environ is None else environ
+    env = trusted_environ(environ)
     file_values: dict[str, object] = {}
     file_decides = False
     if config_path:
@@ -208,6 +277,9 @@ def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | 
             return settings
         if kind in HEAVY_KINDS:
             settings.source_kind = kind
+            return settings
+        if "," in kind:  # a chain (authkit/chain.py): opened like a heavy kind
+            settings.source_kind = "chain"
             return settings
         if file_decides or kind:
             raise ConfigError(f"{config_path}: names no account source (set userdb or authdaemon_socket)")
@@ -246,7 +318,9 @@ def open_source(
     source through authkitd, so ldap3 and psycopg never load on the per-login path."""
     if settings is None:
         settings = load_settings(config_path, environ)
-    if settings.source_kind in HEAVY_KINDS:
+    if settings.source_kind == "chain" and daemon:
+        return _open_chain(settings, environ, on_problem)
+    if settings.source_kind in HEAVY_KINDS or settings.source_kind == "chain":
         if daemon:
             import importlib
 
@@ -282,4 +356,35 @@ def open_source(
     )
 
 
-__all__ = ["Settings", "load_settings", "open_source", "parse_config", "read_config"]
+#: The Courier module name of each source kind (authkitd's ``PRE <module>`` and
+#: ENUMERATE headers).
+COURIER_MODULES = {"userdb": "authuserdb", "authdaemon": "authdaemon",
+                   "ldap": "authldap", "pgsql": "authpgsql"}
+
+
+def _open_chain(settings: Settings, environ: "Mapping[str, str] | None",
+                on_problem: object) -> "AccountSource":
+    """A ``ChainSource`` of the kinds in ``settings.source``, each opened as
+    authkitd opens a single source (userdb at ``userdb``, authdaemond at
+    ``authdaemon_socket``, heavy kinds from their settings)."""
+    import copy
+
+    from .chain import ChainSource
+
+    members, names = [], []
+    for kind in chain_kinds(settings.source):
+        member = copy.copy(settings)
+        member.source, member.source_kind = kind, kind
+        if kind == "userdb":
+            member.source_path = settings.userdb
+        elif kind == "authdaemon":
+            member.source_path = settings.authdaemon_socket
+        if kind in ("userdb", "authdaemon") and not member.source_path:
+            key = "userdb" if kind == "userdb" else "authdaemon_socket"
+            raise ConfigError(f"{settings.config_file}: the chain names {kind} but {key} is not set")
+        members.append(open_source(member, environ=environ, on_problem=on_problem, daemon=True))
+        names.append(COURIER_MODULES[kind])
+    return ChainSource(members, names)
+
+
+__all__ = ["Settings", "load_settings", "open_source", "parse_config", "read_config", "trusted_environ"]

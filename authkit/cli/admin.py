@@ -57,9 +57,9 @@ def _err(text: str) -> None:
 def _settings(args: "argparse.Namespace") -> "Settings":
     """Settings from --config FILE, else $AUTHKIT_CONFIG or /etc/authkit/authkit.conf
     when present, else the defaults (no account source is required here)."""
-    from ..config import DEFAULT_CONFIG, Settings, read_config
+    from ..config import DEFAULT_CONFIG, Settings, read_config, trusted_environ
 
-    path = args.config or os.environ.get("AUTHKIT_CONFIG") or (
+    path = args.config or trusted_environ().get("AUTHKIT_CONFIG") or (
         DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else "")
     settings = Settings(**(read_config(path) if path else {}))
     settings.config_file = path
@@ -73,8 +73,11 @@ def _userdb_path(args: "argparse.Namespace", settings: "Settings | None" = None)
         return args.sub_userdb.rstrip("/") or "/"
     if args.userdb:
         return args.userdb.rstrip("/") or "/"
-    if os.environ.get("AUTHKIT_USERDB"):
-        return os.environ["AUTHKIT_USERDB"]
+    from ..config import trusted_environ
+
+    env = trusted_environ()
+    if env.get("AUTHKIT_USERDB"):
+        return env["AUTHKIT_USERDB"]
     settings = settings or _settings(args)
     return settings.userdb or DEFAULT_USERDB
 
@@ -319,7 +322,8 @@ def cmd_test(args: "argparse.Namespace") -> int:
     try:
         try:
             if args.newpassword is not None:
-                source.change_password(args.name, _b(args.password), _b(args.newpassword), service)
+                _change(source, args.name, _b(args.password), _b(args.newpassword), service,
+                        _settings(args))
                 _err("Password change succeeded.\n")
                 return 0
             if args.password is not None:
@@ -340,6 +344,19 @@ def cmd_test(args: "argparse.Namespace") -> int:
          f"Cleartext Password: {_none(args.password)}\n"
          f"           Options: {_none(account.options)}\n")
     return 0
+
+
+def _change(source: "AccountSource", name: str, old: bytes, new: bytes, service: str,
+            settings: "Settings") -> None:
+    """A password change under the policy courierpassd and ``courierpasswd -c``
+    apply (authkit.policy): the new password first, then the old one, then the
+    uid.  Raises ``Rejected`` (``PolicyRefused`` for the policy) or
+    ``TemporaryFailure``."""
+    from ..policy import check_new_password, check_uid
+
+    check_new_password(old, new, settings)
+    check_uid(source.authenticate(name, old, service), settings)
+    source.change_password(name, old, new, service)
 
 
 def _b(text: str) -> bytes:
@@ -400,6 +417,12 @@ def cmd_check(args: "argparse.Namespace") -> int:
     problems = 0
     for message in check_text(root):
         _err(message + "\n")
+        problems += 1
+    from ..userdb.journal import pending
+
+    for marker in pending(root):
+        _err(f"{marker}: an interrupted authkit change is pending (the next change or makeuserdb "
+             "finishes or undoes it, or says why it cannot)\n")
         problems += 1
     if args.compiled:
         for message in verify_compiled(root):
@@ -484,7 +507,9 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     try:
         return args.func(args)
     except AuthError as exc:
-        _err(f"{PROG}: {exc}\n")
+        from ..printable import printable
+
+        _err(f"{PROG}: {printable(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         _err(f"{PROG}: interrupted\n")

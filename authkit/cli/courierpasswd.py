@@ -23,6 +23,7 @@ import sys
 
 from ..checkpassword import CRAM_HEX_LENGTHS, MAX_INPUT, InputCollector, parse_request
 from ..errors import Misuse, PolicyRefused, Rejected, TemporaryFailure, UnknownUser
+from ..printable import printable
 from ._log import EventLog, safe, usage_error
 
 TYPE_CHECKING = False
@@ -157,8 +158,7 @@ def read_input(fd: int) -> bytes:
 
 def _clean(message: object) -> str:
     """A one-line, printable rendering of an error message (spaces kept)."""
-    text = str(message)
-    return "".join(c if c.isprintable() else "?" for c in text[:300])
+    return printable(str(message), 300)
 
 
 class _Attempt:
@@ -214,12 +214,17 @@ def _run(request: "Request", opts: Options, source: "AccountSource", settings: "
     return source.change_password(user, request.old, request.new, opts.service)  # type: ignore[attr-defined]
 
 
-def _become(account: "Account") -> None:
+def _become(account: "Account", allow_root_ids: bool = False) -> None:
     """As root: take the account's gid (as the only group) and uid, then chdir to
     its home, like djb's checkpassword.  Otherwise change nothing.  Raises
+    ``PolicyRefused`` for uid 0 or gid 0 unless ``allow_root_ids`` (a record
+    must not make prog run as root: ``uid=0000000000`` is uid 0 too), and
     ``TemporaryFailure`` when any step fails."""
     if os.geteuid() != 0:
         return
+    if not allow_root_ids and (account.uid == 0 or account.gid == 0):
+        which = "uid 0" if account.uid == 0 else "gid 0"
+        raise PolicyRefused(f"the account has {which}: prog is not run as root (allow_root_ids = no)")
     try:
         os.setgroups([account.gid])
         os.setgid(account.gid)
@@ -291,7 +296,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         if account.shell:
             os.environ["SHELL"] = account.shell
         if opts.prog:  # ids and cwd matter only to the program run next
-            _become(account)
+            _become(account, settings.allow_root_ids)
     except UnknownUser:
         attempt.report("rejected", None, 5)
         return 3 if lookup else 1
