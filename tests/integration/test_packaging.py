@@ -7,8 +7,9 @@ setuptools and build), and a fresh Debian-python virtualenv with ``pip install
 throwaway root and examples/demo.sh runs against the unpacked programs.
 
 Whichever way authkit is installed (bin/ of the checkout, the wheel in a venv or
-with ``pip install --user``, the unpacked .deb), each per-login program starts ``/usr/bin/python3 -IS`` and its
-import set holds no heavy module (site, re, argparse, logging...).
+with ``pip install --user``, the unpacked .deb), each per-login program starts
+``/usr/bin/python3 -IS`` and its import set holds no heavy module (site, re,
+argparse, logging...).
 """
 
 from __future__ import annotations
