@@ -36,9 +36,9 @@ Memory stays flat as the userdb grows: the text is streamed line by line,
 duplicates are found by GDBM's insert itself (no set of names is kept), and
 libgdbm runs with a fixed bucket cache and ``GDBM_NOMMAP`` (authkit.userdb.gdbm's
 bulk writes, through ctypes; the ``_gdbm`` module is the fallback), which also
-halves libgdbm's own time.  The two
-files are written by two processes (a forked child writes the shadow file), so a
-1M-account compile uses both cores; ``parallel=False`` does everything in one.
+halves libgdbm's own time.  The two files are written by two processes (a forked
+child writes the shadow file), so a 1M-account compile uses both cores;
+``parallel=False`` does everything in one.
 Figures: bench/README.md, "userdb at scale".
 
 Errors: :class:`CompileError` (a ``Misuse``, exit 2) for a refused or malformed
