@@ -1,12 +1,16 @@
 # authkit: the two commands of the README, and a few helpers.
 #   make demo   the main job on the example userdb in examples/ (no root, no services)
 #   make test   everything; as root on Debian it first installs the packages the tests run
+#   make deb    the Debian package, built in $(DEBBUILD) (outside the tree), checked by lintian
+#   make dist   sdist and wheel in dist/ (python -m build), checked by twine
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-# Real peers the integration tests run (Debian 12 package names).
+# Real peers the integration tests run (Debian 12 package names).  courier-imap
+# conflicts with dovecot-imapd (both Conflicts: imap-server): only its .deb is
+# fetched, and tests/couriermail.py unpacks it privately.
 DEBIAN_PACKAGES := \
 	courier-authlib courier-authlib-userdb courier-authdaemon \
 	libgdbm6 python3-gdbm python3-venv whois util-linux \
@@ -14,13 +18,14 @@ DEBIAN_PACKAGES := \
 	dovecot-core dovecot-imapd qpsmtpd swaks \
 	php-cli php-net-socket roundcube-plugins poppass-cgi \
 	hyperfine procps time acl openssl systemd \
-	courier-imap courier-pop \
+	courier-pop \
 	slapd ldap-utils courier-authlib-ldap \
-	postgresql courier-authlib-postgresql \
+	postgresql courier-authlib-postgresql python3-psycopg \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
 	fakeroot lintian
 
 .PHONY: all demo test deps venv unit integration fuzz bench clean
+.PHONY: deb dist
 
 all: test
 
@@ -34,6 +39,8 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	      -o Dpkg::Options::=--force-confold $$missing >/dev/null; \
 	  fi; \
+	  ls /var/cache/apt/archives/courier-imap_*.deb >/dev/null 2>&1 || \
+	    apt-get install -y -q --download-only --no-install-recommends courier-imap >/dev/null || true; \
 	else echo "not root or not Debian: skipping package install (integration tests that need them will skip)"; fi
 
 venv: $(VENV)/.installed
@@ -64,6 +71,23 @@ bench: deps venv
 	$(PY) bench/bench_import.py
 	$(PY) bench/bench_courierpasswd.py
 	$(PY) bench/bench_userdb_scale.py
+	$(PY) bench/bench_install.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Debian package: the tracked files (as they are in the work tree) are copied to
+# $(DEBBUILD)/src and built there, so the tree stays clean; the .deb lands in $(DEBBUILD).
+DEBBUILD ?= $(or $(TMPDIR),/tmp)/authkit-deb
+deb:
+	rm -rf '$(DEBBUILD)/src' && mkdir -p '$(DEBBUILD)/src'
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files -z | tar --null -T - -cf - | tar -xf - -C '$(DEBBUILD)/src'; \
+	else tar --exclude=./.venv --exclude=./.git --exclude=./debian/authkit -cf - . | tar -xf - -C '$(DEBBUILD)/src'; fi
+	cd '$(DEBBUILD)/src' && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error '$(DEBBUILD)'/authkit_*_all.deb
+	@ls '$(DEBBUILD)'/authkit_*_all.deb
+
+dist: venv
+	$(PY) -m build --no-isolation --outdir dist .
+	$(VENV)/bin/twine check dist/*

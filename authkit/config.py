@@ -14,6 +14,10 @@ How a program finds its account source (first match wins):
 The settings other than the source (policy, timeouts) come from the config file of
 step 1 or 4 whenever one is in use, else from the defaults below.
 
+In a process whose real and effective uid (or gid) differ (a setuid or setgid
+install), the ``AUTHKIT_*`` variables are ignored: the invoking user must not
+choose the account source or the config file (see :func:`trusted_environ`).
+
 The file format is ``key = value`` lines; ``#`` starts a comment line; blank lines
 are ignored; values are not quoted.  Unknown keys and bad values are errors
 (``ConfigError``, exit 111, naming file and line).  See docs/authkit.conf.5.
@@ -40,7 +44,7 @@ DEFAULT_USERDBS = ("/etc/courier/userdb", "/usr/local/etc/userdb")
 # means "that list".
 DEFAULT_SOCKETS: "tuple[str, ...] | None" = None
 
-# key -> (type, default).  Types: str, int, float.
+# key -> (type, default).  Types: str, int, float, bool (yes/no, true/false, 1/0).
 _SCHEMA: dict[str, tuple[type, object]] = {
     "source": (str, ""),  # one of SOURCE_KINDS; inferred when empty
     "userdb": (str, ""),
@@ -57,8 +61,10 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "max_password_length": (int, 128),
     "max_username_length": (int, 64),
     "bad_pass_delay": (float, 3.0),
+    "refusal_floor": (float, 0.25),
     "idle_timeout": (float, 60.0),
     "max_connections": (int, 64),
+    "allow_root_ids": (bool, False),
     # --- authkitd (docs/authkitd.8) ---
     "authkitd_socket": (str, "/run/courier/authdaemon/socket"),
     "workers": (int, 8),
@@ -69,7 +75,61 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "rehash_on_login": (str, "no"),
     "cache_ttl": (float, 0.0),
     # --- ldap source (authkit/ldap; Courier's authldaprc) ---
+    "ldap_uri": (str, ""),  # LDAP_URI: servers tried in order, comma- or blank-separated
+    "ldap_basedn": (str, ""),
+    "ldap_binddn": (str, ""),  # "" = anonymous (Courier: LDAP_INITBIND=0)
+    "ldap_bindpw": (str, ""),
+    "ldap_timeout": (float, 5.0),
+    "ldap_tls": (int, 0),  # StartTLS
+    "ldap_tls_cacert": (str, ""),  # OpenLDAP's TLS_CACERT
+    "ldap_deref": (str, "never"),
+    "ldap_authbind": (int, 0),
+    "ldap_mail": (str, "mail"),
+    "ldap_domain": (str, ""),
+    "ldap_filter": (str, ""),
+    "ldap_enumerate_filter": (str, ""),
+    "ldap_homedir": (str, "homeDirectory"),
+    "ldap_mailroot": (str, ""),
+    "ldap_maildir": (str, "mailbox"),
+    "ldap_defaultdelivery": (str, "defaultDelivery"),
+    "ldap_fullname": (str, "cn"),
+    "ldap_clearpw": (str, ""),
+    "ldap_cryptpw": (str, "userPassword"),
+    "ldap_uid": (str, ""),
+    "ldap_gid": (str, ""),
+    "ldap_glob_uid": (str, ""),
+    "ldap_glob_gid": (str, ""),
+    "ldap_auxoptions": (str, ""),
+    "ldap_maildirquota": (str, ""),
+    "ldap_connections": (int, 4),  # idle connections kept per pool
     # --- pgsql source (authkit/pgsql; Courier's authpgsqlrc) ---
+    "pgsql_connection": (str, ""),
+    "pgsql_host": (str, ""),
+    "pgsql_port": (str, ""),
+    "pgsql_user": (str, ""),
+    "pgsql_password": (str, ""),
+    "pgsql_database": (str, ""),
+    "pgsql_character_set": (str, "UTF8"),
+    "pgsql_user_table": (str, "passwd"),
+    "pgsql_login_field": (str, "id"),
+    "pgsql_crypt_pwfield": (str, "crypt"),
+    "pgsql_clear_pwfield": (str, ""),
+    "pgsql_uid_field": (str, "uid"),
+    "pgsql_gid_field": (str, "gid"),
+    "pgsql_home_field": (str, "home"),
+    "pgsql_maildir_field": (str, ""),
+    "pgsql_defaultdelivery": (str, ""),
+    "pgsql_name_field": (str, ""),
+    "pgsql_quota_field": (str, ""),
+    "pgsql_auxoptions_field": (str, ""),
+    "pgsql_where_clause": (str, ""),
+    "pgsql_default_domain": (str, ""),
+    "pgsql_select_clause": (str, ""),
+    "pgsql_chpass_clause": (str, ""),
+    "pgsql_enumerate_clause": (str, ""),
+    "pgsql_connect_timeout": (float, 10.0),
+    "pgsql_statement_timeout": (float, 10.0),
+    "pgsql_pool_size": (int, 4),
 }
 
 #: The account source kinds a config file may name.  "ldap" and "pgsql" are heavy
@@ -78,6 +138,10 @@ _SCHEMA: dict[str, tuple[type, object]] = {
 SOURCE_KINDS = ("userdb", "authdaemon", "ldap", "pgsql")
 HEAVY_KINDS = {"ldap": ("authkit.ldap.source", "LdapSource"),
                "pgsql": ("authkit.pgsql.source", "PgsqlSource")}
+
+
+_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
+             "no": False, "false": False, "off": False, "0": False}
 
 
 class Settings:
@@ -100,8 +164,10 @@ class Settings:
     max_password_length: int
     max_username_length: int
     bad_pass_delay: float
+    refusal_floor: float
     idle_timeout: float
     max_connections: int
+    allow_root_ids: bool
 
     def __init__(self, **values: object) -> None:
         for key, (kind, default) in _SCHEMA.items():
@@ -133,6 +199,12 @@ def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
         if key not in _SCHEMA:
             raise ConfigError(f"{filename}:{lineno}: unknown setting {key!r}")
         kind = _SCHEMA[key][0]
+        if kind is bool:
+            flag = _BOOLEANS.get(value.lower())
+            if flag is None:
+                raise ConfigError(f"{filename}:{lineno}: {key} must be yes or no")
+            values[key] = flag
+            continue
         try:
             values[key] = kind(value) if kind is not str else value
         except ValueError:
@@ -161,11 +233,22 @@ def read_config(path: str) -> dict[str, object]:
     return parse_config(text, path)
 
 
+def trusted_environ(environ: "Mapping[str, str] | None" = None) -> "Mapping[str, str]":
+    """``environ`` (default ``os.environ``), without its ``AUTHKIT_*`` variables
+    when the real and effective uid or gid of this process differ: then the
+    environment is the invoking user's, and those variables would let him name
+    the account source or the config file of a privileged program."""
+    env = os.environ if environ is None else environ
+    if os.getuid() == os.geteuid() and os.getgid() == os.getegid():
+        return env
+    return {key: value for key, value in env.items() if not key.startswith("AUTHKIT_")}
+
+
 def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | None" = None) -> Settings:
     """Settings with the account source chosen as the module docstring says.
     Raises ``ConfigError`` for an unreadable or malformed config file or when no
     source can be found."""
-    env = os.environ if environ is None else environ
+    env = trusted_environ(environ)
     file_values: dict[str, object] = {}
     file_decides = False
     if config_path:
@@ -272,6 +355,7 @@ def open_source(
         default_options=settings.default_options,
         hash_scheme=settings.hash_scheme,
         on_problem=on_problem,  # type: ignore[arg-type]
+        refusal_floor=settings.refusal_floor,
     )
 
 
@@ -306,4 +390,4 @@ def _open_chain(settings: Settings, environ: "Mapping[str, str] | None",
     return ChainSource(members, names)
 
 
-__all__ = ["Settings", "load_settings", "open_source", "parse_config", "read_config"]
+__all__ = ["Settings", "load_settings", "open_source", "parse_config", "read_config", "trusted_environ"]

@@ -29,8 +29,9 @@ The dialogue (poppassd.md sections 0 and 2.1, courierpassd(8)):
 Every error is one ``500 <text>`` line, then :class:`Close` (one attempt per
 connection).  Only the codes 200 and 500 are ever sent.  Lines end in LF (a CR
 before it is dropped); the keyword is case-insensitive and separated from its
-argument by a run of spaces or tabs; the argument is the rest of the line, inner
-and trailing spaces kept.  A line longer than :data:`MAX_LINE` bytes is refused at
+argument by one space or tab; the argument is the rest of the line, every other
+blank kept (leading, inner and trailing: a password may start with a blank).  An
+argument of blanks only counts as missing.  A line longer than :data:`MAX_LINE` bytes is refused at
 once, even before its LF arrives.  A line not ended by LF when EOF comes is never
 acted on (it may be a cut-off password).
 
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 
 from .errors import PolicyRefused
 from .policy import check_new_password
+from .printable import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -203,16 +205,15 @@ def _decode(raw: bytes) -> str:
 
 def split_command(line: bytes) -> tuple[str, bytes]:
     """``(keyword in lower case, argument)`` of one line without its LF: the
-    keyword runs to the first space or tab, the argument is everything after the
-    run of spaces/tabs that follows (inner and trailing blanks kept)."""
+    keyword runs to the first space or tab, the argument is everything after
+    that one separator (further blanks belong to the argument: every client
+    found sends exactly one space, and a password may start with a blank)."""
     index = 0
     length = len(line)
     while index < length and line[index] not in b" \t":
         index += 1
     keyword = line[:index].decode("ascii", "replace").lower()
-    while index < length and line[index] in b" \t":
-        index += 1
-    return keyword, line[index:]
+    return keyword, line[index + 1 :]
 
 
 class PoppassdSession:
@@ -363,7 +364,7 @@ class PoppassdSession:
             self._transition("quit")
             self.outcome = outcome
             return [BYE, Close(outcome, "" if outcome == CHANGED else "quit")]
-        if keyword != expected or not argument:
+        if keyword != expected or not argument.strip(b" \t"):
             outcome = CHANGED if self.state == WANT_QUIT else PROTOCOL_ERROR
             return self._fail(refusal, outcome, "" if outcome == CHANGED else f"{keyword or 'empty line'} in {self.state}")
         settings = self.settings
@@ -392,9 +393,9 @@ class PoppassdSession:
 
 
 def _one_line(text: str) -> str:
-    """``text`` with control characters replaced, at most 200 characters."""
-    cleaned = "".join(" " if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text).strip()
-    return cleaned[:200] or "Password not changed"
+    """``text`` with unprintable characters (authkit.printable) replaced by
+    spaces, at most 200 characters."""
+    return printable(text, replacement=" ").strip()[:200] or "Password not changed"
 
 
 __all__ = [

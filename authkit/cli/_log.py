@@ -7,32 +7,25 @@ import; the ``logging`` package costs 20 ms and is kept off the per-login path).
 Lines are ``key=value`` pairs after a short verb, e.g.
 ``courierpasswd: auth user=andrew@example.com service=imap result=ok ip=127.0.0.1``.
 Callers pass only names, services, outcomes and addresses: never a password, a
-hash or an HMAC state.  :func:`safe` makes a user-supplied name printable (control
-bytes and non-UTF-8 are escaped, length capped) so that a name cannot forge a log
-line.
+hash or an HMAC state.  :func:`safe` makes a user-supplied name printable (through
+authkit.printable: controls, line separators, bidi controls and non-UTF-8 are
+escaped, length capped) so that a name cannot forge or disguise a log line.
 """
 
 from __future__ import annotations
 
 import os
 
+from ..printable import printable
+
 LOG_AUTH_FACILITY = 4 << 3  # LOG_AUTH, as <syslog.h> defines it
 
 
 def safe(text: str | bytes, limit: int = 128) -> str:
-    """A printable, single-line rendering of untrusted ``text``."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "backslashreplace")
-    out = []
-    for char in text[:limit]:
-        code = ord(char)
-        if code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF or char in " \\":
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(char)
-    if len(text) > limit:
-        out.append("...")
-    return "".join(out)
+    """A printable, single-line rendering of untrusted ``text`` for a
+    ``key=value`` field: :func:`authkit.printable.printable` with spaces and
+    backslashes escaped too, at most ``limit`` characters."""
+    return printable(text, limit, escape=" \\")
 
 
 class EventLog:

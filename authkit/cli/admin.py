@@ -57,9 +57,9 @@ def _err(text: str) -> None:
 def _settings(args: "argparse.Namespace") -> "Settings":
     """Settings from --config FILE, else $AUTHKIT_CONFIG or /etc/authkit/authkit.conf
     when present, else the defaults (no account source is required here)."""
-    from ..config import DEFAULT_CONFIG, Settings, read_config
+    from ..config import DEFAULT_CONFIG, Settings, read_config, trusted_environ
 
-    path = args.config or os.environ.get("AUTHKIT_CONFIG") or (
+    path = args.config or trusted_environ().get("AUTHKIT_CONFIG") or (
         DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else "")
     settings = Settings(**(read_config(path) if path else {}))
     settings.config_file = path
@@ -73,8 +73,11 @@ def _userdb_path(args: "argparse.Namespace", settings: "Settings | None" = None)
         return args.sub_userdb.rstrip("/") or "/"
     if args.userdb:
         return args.userdb.rstrip("/") or "/"
-    if os.environ.get("AUTHKIT_USERDB"):
-        return os.environ["AUTHKIT_USERDB"]
+    from ..config import trusted_environ
+
+    env = trusted_environ()
+    if env.get("AUTHKIT_USERDB"):
+        return env["AUTHKIT_USERDB"]
     settings = settings or _settings(args)
     return settings.userdb or DEFAULT_USERDB
 
@@ -142,11 +145,13 @@ def cmd_userdb(args: "argparse.Namespace") -> int:
     if len(words) < 2:
         raise Misuse("usage: authkit userdb NAME set|unset|del ...")
     target, verb, items = words[0], words[1], words[2:]
+    from ..userdb.text import FORBIDDEN_IN_VALUES, is_account_name
+
     for item in items:
-        if "|" in item or "\n" in item or "\r" in item or "\0" in item:
+        if FORBIDDEN_IN_VALUES.intersection(item):
             raise Misuse("Invalid field or value.")
     name, file_path = _split_target(root, target)
-    if not name or set(name) & set("\t\n\r\0"):
+    if not is_account_name(name):
         raise Misuse("Invalid account name.")
     from ..userdb import edit
 
@@ -158,7 +163,7 @@ def cmd_userdb(args: "argparse.Namespace") -> int:
             field, eq, value = item.partition("=")
             if not eq:
                 value = _read_value(name, field)
-                if "|" in value or "\n" in value or "\r" in value or "\0" in value:
+                if FORBIDDEN_IN_VALUES.intersection(value):
                     raise Misuse("Invalid value.")
             _check_field(field)
             pairs.append((field, value))
@@ -214,16 +219,15 @@ def _show(root: str, target: str | None) -> int:
         for _path, _loc, _lineno, name, _fields in files.iter_lines(root):
             _out(name + "\n")
         return 0
+    from ..userdb.find import find_line, find_record
+
     name, file_path = _split_target(root, target)
-    paths = [file_path] if file_path else [p for p, _l in files.userdb_files(root)]
     key = encode(name)
-    for path in paths:
-        data = files.read_file(path)
-        span = files.find_in_data(data, key)
-        if span is not None:
-            fields = decode(data[span[0] + len(key) + 1: span[1]])
-            _out("".join(item + "\n" for item in fields.split("|") if item))
-            return 0
+    found = find_line(file_path, key) if file_path else find_record(root, key)
+    if found is not None:
+        fields = decode(found[-1])
+        _out("".join(item + "\n" for item in fields.split("|") if item))
+        return 0
     raise UnknownUser(f"no account {name!r} in {root}")
 
 
@@ -319,7 +323,8 @@ def cmd_test(args: "argparse.Namespace") -> int:
     try:
         try:
             if args.newpassword is not None:
-                source.change_password(args.name, _b(args.password), _b(args.newpassword), service)
+                _change(source, args.name, _b(args.password), _b(args.newpassword), service,
+                        _settings(args))
                 _err("Password change succeeded.\n")
                 return 0
             if args.password is not None:
@@ -340,6 +345,19 @@ def cmd_test(args: "argparse.Namespace") -> int:
          f"Cleartext Password: {_none(args.password)}\n"
          f"           Options: {_none(account.options)}\n")
     return 0
+
+
+def _change(source: "AccountSource", name: str, old: bytes, new: bytes, service: str,
+            settings: "Settings") -> None:
+    """A password change under the policy courierpassd and ``courierpasswd -c``
+    apply (authkit.policy): the new password first, then the old one, then the
+    uid.  Raises ``Rejected`` (``PolicyRefused`` for the policy) or
+    ``TemporaryFailure``."""
+    from ..policy import check_new_password, check_uid
+
+    check_new_password(old, new, settings)
+    check_uid(source.authenticate(name, old, service), settings)
+    source.change_password(name, old, new, service)
 
 
 def _b(text: str) -> bytes:
@@ -490,7 +508,9 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     try:
         return args.func(args)
     except AuthError as exc:
-        _err(f"{PROG}: {exc}\n")
+        from ..printable import printable
+
+        _err(f"{PROG}: {printable(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         _err(f"{PROG}: interrupted\n")

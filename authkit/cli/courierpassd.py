@@ -174,14 +174,18 @@ class Server:
             self.log.debug(traceback.format_exc().replace("\n", " | "))
 
     def verify(self, action: pp.VerifyOld, session: pp.PoppassdSession) -> list:
-        from ..policy import check_uid
+        from ..policy import check_uid, wait_out_refusal
 
+        started = time.monotonic()
         try:
             account = self.source.authenticate(action.user, action.old, self.service)
             check_uid(account, self.settings)
         except UnknownUser:
             return session.old_password_refused(pp.UNKNOWN_USER)
         except PolicyRefused:
+            # (the source floors unknown and wrong; a uid refused after a right
+            # password waits as long, whatever bad_pass_delay adds afterwards)
+            wait_out_refusal(started, self.settings.refusal_floor)
             return session.old_password_refused(pp.LOW_UID)
         except BadPassword:
             return session.old_password_refused(pp.BAD_PASSWORD)
@@ -365,6 +369,81 @@ def _preload() -> None:
             pass
 
 
+class TurnedAway:
+    """The connections answered ``500 Server busy``, until they close.
+
+    A busy reply followed at once by ``close()`` resets a client that has
+    already sent its lines (the kernel answers unread input with RST, and the
+    client's next read fails with ECONNRESET instead of seeing the reply and end
+    of file).  So a turned-away connection gets the reply, then its write side is
+    shut (the client reads the reply and EOF) and whatever it sends is read and
+    dropped until it closes, for at most :data:`LINGER` seconds.  At most
+    :data:`MAX_LINGERING` are kept; beyond that one is closed at once.  All of
+    this runs in the accept loop's thread: :meth:`wait` waits for the listener
+    and these connections together.  :meth:`close` closes the lingering
+    connections, not the listener."""
+
+    LINGER = 5.0
+    MAX_LINGERING = 128
+
+    def __init__(self, listener: socket.socket) -> None:
+        import selectors
+
+        self.listener = listener
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ)
+        self.deadlines: dict = {}  # socket -> monotonic deadline
+
+    def add(self, conn: socket.socket) -> None:
+        """Send the busy reply on ``conn`` and linger on it."""
+        try:
+            conn.settimeout(1)
+            conn.sendall(pp.SERVER_BUSY.data)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            conn.close()
+            return
+        if len(self.deadlines) >= self.MAX_LINGERING:
+            conn.close()
+            return
+        conn.setblocking(False)
+        self.selector.register(conn, self.selector.get_key(self.listener).events)
+        self.deadlines[conn] = time.monotonic() + self.LINGER
+
+    def _drop(self, conn: socket.socket) -> None:
+        self.selector.unregister(conn)
+        del self.deadlines[conn]
+        conn.close()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; drain (and close at EOF, error or
+        deadline) the lingering connections; True when the listener may accept."""
+        ready = False
+        for key, _events in self.selector.select(timeout):
+            conn = key.fileobj
+            if conn is self.listener:
+                ready = True
+                continue
+            try:
+                data = conn.recv(4096)  # type: ignore[union-attr]
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(conn)  # type: ignore[arg-type]
+        now = time.monotonic()
+        for conn in [c for c, deadline in self.deadlines.items() if deadline <= now]:
+            self._drop(conn)
+        return ready
+
+    def close(self) -> None:
+        """Close every lingering connection and the selector."""
+        for conn in list(self.deadlines):
+            self._drop(conn)
+        self.selector.close()
+
+
 def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: ANN001
                  ready: "Callable[[socket.socket], None] | None" = None) -> int:
     """Accept connections until SIGTERM/SIGINT, one thread each."""
@@ -415,13 +494,14 @@ def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: AN
             with lock:
                 threads.discard(threading.current_thread())
 
+    turned_away = TurnedAway(listener)
     try:
         while not server.stopping:
+            if not turned_away.wait(POLL):
+                continue
             try:
                 conn, addr = listener.accept()
-            except (socket.timeout, TimeoutError):
-                continue
-            except InterruptedError:
+            except (socket.timeout, TimeoutError, BlockingIOError, InterruptedError):
                 continue
             except OSError as exc:
                 server.log.line(f"accept failed: {exc.strerror}", 4)
@@ -431,11 +511,7 @@ def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: AN
             with lock:
                 busy = len(threads) >= server.settings.max_connections
             if busy:
-                try:
-                    conn.sendall(pp.SERVER_BUSY.data)
-                except OSError:
-                    pass
-                conn.close()
+                turned_away.add(conn)
                 server.log.event("passwd", ip=peer, result="busy")
                 continue
             thread = threading.Thread(target=run, args=(conn, peer), daemon=True)
@@ -443,6 +519,7 @@ def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: AN
                 threads.add(thread)
             thread.start()
     finally:
+        turned_away.close()
         listener.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

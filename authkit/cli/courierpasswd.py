@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ..checkpassword import CRAM_HEX_LENGTHS, MAX_INPUT, InputCollector, parse_request
 from ..errors import Misuse, PolicyRefused, Rejected, TemporaryFailure, UnknownUser
+from ..printable import printable
 from ._log import EventLog, safe, usage_error
 
 TYPE_CHECKING = False
@@ -157,8 +159,7 @@ def read_input(fd: int) -> bytes:
 
 def _clean(message: object) -> str:
     """A one-line, printable rendering of an error message (spaces kept)."""
-    text = str(message)
-    return "".join(c if c.isprintable() else "?" for c in text[:300])
+    return printable(str(message), 300)
 
 
 class _Attempt:
@@ -214,12 +215,17 @@ def _run(request: "Request", opts: Options, source: "AccountSource", settings: "
     return source.change_password(user, request.old, request.new, opts.service)  # type: ignore[attr-defined]
 
 
-def _become(account: "Account") -> None:
+def _become(account: "Account", allow_root_ids: bool = False) -> None:
     """As root: take the account's gid (as the only group) and uid, then chdir to
     its home, like djb's checkpassword.  Otherwise change nothing.  Raises
+    ``PolicyRefused`` for uid 0 or gid 0 unless ``allow_root_ids`` (a record
+    must not make prog run as root: ``uid=0000000000`` is uid 0 too), and
     ``TemporaryFailure`` when any step fails."""
     if os.geteuid() != 0:
         return
+    if not allow_root_ids and (account.uid == 0 or account.gid == 0):
+        which = "uid 0" if account.uid == 0 else "gid 0"
+        raise PolicyRefused(f"the account has {which}: prog is not run as root (allow_root_ids = no)")
     try:
         os.setgroups([account.gid])
         os.setgid(account.gid)
@@ -230,6 +236,16 @@ def _become(account: "Account") -> None:
         os.chdir(account.home)
     except OSError as exc:
         raise TemporaryFailure(f"cannot chdir to {account.home}: {exc.strerror}") from None
+
+
+def _wait_out(started: float, settings: "Settings | None", lookup: bool) -> None:
+    """Every refused password check lasts ``refusal_floor`` seconds from its
+    start (the source's own floor covers unknown/wrong; this one also covers a
+    uid refused after a right password, and any source kind)."""
+    if started and settings is not None and not lookup:
+        from ..policy import wait_out_refusal
+
+        wait_out_refusal(started, settings.refusal_floor)
 
 
 def main(argv: "Sequence[str] | None" = None) -> int:
@@ -256,6 +272,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     attempt = _Attempt(log, "change" if opts.change else "auth", opts.service)
     lookup = False
     source = None
+    settings = None
+    started = 0.0
     try:
         try:
             data = read_input(0 if opts.stdin else 3)
@@ -283,6 +301,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
 
         source = open_source(settings, on_problem=on_problem)
         log.debug(f"source: {source.description}")
+        started = time.monotonic()
         account = _run(request, opts, source, settings)
         if lookup:
             os.environ["AUTHORIZED"] = "2"
@@ -291,14 +310,17 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         if account.shell:
             os.environ["SHELL"] = account.shell
         if opts.prog:  # ids and cwd matter only to the program run next
-            _become(account)
+            _become(account, settings.allow_root_ids)
     except UnknownUser:
+        _wait_out(started, settings, lookup)
         attempt.report("rejected", None, 5)
         return 3 if lookup else 1
     except PolicyRefused as exc:
+        _wait_out(started, settings, lookup)
         attempt.report("rejected", str(exc), 5)
         return 1
     except Rejected as exc:
+        _wait_out(started, settings, lookup)
         # a wrong password logs exactly what an unknown user does (not even with -v);
         # only input refused before any name was read (over 512 bytes) gets a reason
         attempt.report("rejected", None if attempt.user is not None else str(exc), 5)

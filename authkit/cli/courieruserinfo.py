@@ -157,18 +157,12 @@ def parse_args(argv: "list[str]") -> Request:
 
 
 def _clean(value: str) -> str:
-    """``value`` with every control character other than TAB (and DEL) written as
-    ``\\xNN``, so that one item is always exactly one line."""
-    if value.isprintable():
-        return value
-    out = []
-    for char in value:
-        code = ord(char)
-        if (code < 0x20 and char != "\t") or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(char)
-    return "".join(out)
+    """``value`` with every unprintable character but TAB written as ``\\xNN``
+    or ``\\uNNNN`` (authkit.printable), so that one item is always exactly one
+    line; bytes that were not UTF-8 are kept, to be written back as they were."""
+    from authkit.printable import printable
+
+    return printable(value, keep="\t", surrogates=True)
 
 
 def render(account: object, items: "set[str] | frozenset[str]") -> bytes:

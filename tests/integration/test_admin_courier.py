@@ -190,8 +190,8 @@ def test_a_change_through_authkit_is_seen_by_the_running_daemon_at_once(courier_
     lab.makeuserdb()
     lab.start_daemon()
     assert lab.authtest("andrew@example.com", "old-pw").returncode == 0
-    authkit(lab, "test", "andrew@example.com", "old-pw", "N3w-pw")
-    assert lab.authtest("andrew@example.com", "N3w-pw").returncode == 0
+    authkit(lab, "test", "andrew@example.com", "old-pw", "N3w-pw-long")
+    assert lab.authtest("andrew@example.com", "N3w-pw-long").returncode == 0
     assert lab.authtest("andrew@example.com", "old-pw").returncode == 1
     authkit(lab, "userdb", "andrew@example.com", "set", "mail=/new/Maildir")
     assert b"MAILDIR=/new/Maildir\n" in lab.request(b"PRE . login andrew@example.com\n")
@@ -411,7 +411,7 @@ def test_a_reader_allowed_by_an_acl_still_reads_after_every_rewrite(courier_lab)
 
     acls = [acl(p) for p in paths]
     assert all(nobody_reads(p) for p in paths) and all(b"user:nobody:r--" in a for a in acls)
-    authkit(lab, "test", "andrew@example.com", "old-pw", "N3w-pw")
+    authkit(lab, "test", "andrew@example.com", "old-pw", "N3w-pw-long")
     authkit(lab, "userdb", "andrew@example.com", "set", "mail=/new/Maildir")
     assert [acl(p) for p in paths] == acls
     assert all(nobody_reads(p) for p in paths)
@@ -420,4 +420,4 @@ def test_a_reader_allowed_by_an_acl_still_reads_after_every_rewrite(courier_lab)
     authkit(lab, "makeuserdb")
     assert [acl(p) for p in paths[1:]] == acls[1:] and nobody_reads(lab.shadow_path)
     lab.start_daemon()
-    assert lab.authtest("andrew@example.com", "N3w-pw").returncode == 0
+    assert lab.authtest("andrew@example.com", "N3w-pw-long").returncode == 0

@@ -260,6 +260,29 @@ def test_test_with_a_new_password_changes_it(userdb: Path, capsys: pytest.Captur
     assert run(userdb, "check", "--compiled") == 0
 
 
+@pytest.mark.parametrize("new, reason", [
+    ("x", "refused: New password too short (min 8)"),
+    ("N" * 129, "refused: New password too long (max 128)"),
+    ("N3w\x01secret", "refused: New password holds control characters"),
+])
+def test_test_change_applies_the_shared_new_password_policy(userdb: Path, new: str, reason: str,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """Issue 16: ``authkit test bob OLD x`` changed the password to ``x``."""
+    assert run(userdb, "test", "andrew@example.com", "secret", new) == 1
+    assert capsys.readouterr() == ("", f"Authentication FAILED: {reason}\n")
+    assert run(userdb, "test", "andrew@example.com", "secret") == 0
+
+
+def test_test_change_applies_the_uid_policy(userdb: Path, capsys: pytest.CaptureFixture) -> None:
+    from authkit.schemes import make_password_hash
+
+    hashed = make_password_hash(b"secret", "md5-crypt").encode()
+    userdb.write_bytes(userdb.read_bytes() + b"sys@example.com\tuid=99|gid=99|home=/s|systempw=" + hashed + b"\n")
+    assert run(userdb, "test", "sys@example.com", "secret", "N3w-secret") == 1
+    assert capsys.readouterr() == ("", "Authentication FAILED: refused: account uid below the minimum\n")
+    assert run(userdb, "test", "sys@example.com", "secret") == 0
+
+
 def test_enumerate_prints_authenumerate_lines_and_drops_uid_0(userdb: Path, capsys: pytest.CaptureFixture) -> None:
     assert run(userdb, "enumerate") == 0
     assert capsys.readouterr().out == (

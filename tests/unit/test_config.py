@@ -1,6 +1,8 @@
 """authkit.config: choosing the account source and reading the config file."""
 
+import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +118,52 @@ def test_open_source_builds_userdb_source_with_policy_settings(tmp_path):
     conf.write_text("userdb = /u\nhash_scheme = SSHA\ndefault_options = wbnoimages=1\n")
     source = open_source(config_path=str(conf), environ={})
     assert (source.path, source.hash_scheme, source.default_options) == ("/u", "SSHA", "wbnoimages=1")
+
+
+def test_authkit_variables_are_ignored_when_real_and_effective_ids_differ(tmp_path, monkeypatch):
+    """Issue 17 item 8: a setuid or setgid install must not let the invoking user
+    name the source (AUTHKIT_USERDB, AUTHKIT_AUTHDAEMON) or the file (AUTHKIT_CONFIG)."""
+    import os
+
+    import authkit.config as config
+
+    good = tmp_path / "good.conf"
+    good.write_text("userdb = /good/userdb\n")
+    evil = tmp_path / "evil.conf"
+    evil.write_text("userdb = /evil/userdb\nmin_password_length = 1\n")
+    monkeypatch.setattr(config, "DEFAULT_CONFIG", str(good))
+    environ = {"AUTHKIT_USERDB": "/evil/u", "AUTHKIT_AUTHDAEMON": "/evil/s", "AUTHKIT_CONFIG": str(evil),
+               "TCPREMOTEIP": "192.0.2.7"}
+    assert load_settings(None, environ).source_path == "/evil/s"
+    for getter in ("geteuid", "getegid"):
+        with monkeypatch.context() as patch:
+            patch.setattr(os, getter, lambda: 12345)
+            settings = load_settings(None, environ)
+            assert (settings.source_path, settings.config_file) == ("/good/userdb", str(good)), getter
+            assert settings.min_password_length == 8
+            assert config.trusted_environ(environ) == {"TCPREMOTEIP": "192.0.2.7"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make real and effective uid differ")
+def test_a_process_with_differing_real_and_effective_uid_ignores_authkit_variables(tmp_path):
+    """The same in a real process: real uid 65534, effective uid 0 (what a setuid
+    root wrapper gives)."""
+    import json
+    import subprocess
+    import sys
+
+    good = tmp_path / "good.conf"
+    good.write_text("userdb = /good/userdb\n")
+    evil = tmp_path / "evil.conf"
+    evil.write_text("userdb = /evil/userdb\n")
+    evil.chmod(0o644)
+    tmp_path.chmod(0o755)
+    code = ("import json, authkit.config as c; c.DEFAULT_CONFIG = %r; s = c.load_settings(); "
+            "print(json.dumps([s.source_path, s.config_file]))" % str(good))
+    env = {"PATH": "/usr/bin:/bin", "AUTHKIT_USERDB": "/evil/u", "AUTHKIT_CONFIG": str(evil),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for ids, expected in (((65534, 0, 0), ["/good/userdb", str(good)]), (None, ["/evil/u", str(evil)])):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              preexec_fn=(lambda ids=ids: os.setresuid(*ids)) if ids else None, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == expected, ids

@@ -91,6 +91,16 @@ def test_stdio_change_succeeds_and_new_password_works(conf: Path) -> None:
     assert (conf.parent / "userdb").read_text().startswith("# courierpassd test userdb\n")
 
 
+def test_stdio_password_with_a_leading_blank_is_stored_as_typed(conf: Path) -> None:
+    """Issue 17 item 4: ``newpass  Lead-space-pw1`` stored ``Lead-space-pw1``."""
+    proc = run(conf, f"user andrew@example.com\r\npass {OLD}\r\nnewpass  Lead-space-pw1\r\nquit\r\n".encode())
+    assert proc.stdout == SUCCESS and proc.returncode == 0
+    assert works(conf, "andrew@example.com", " Lead-space-pw1")
+    assert not works(conf, "andrew@example.com", "Lead-space-pw1")
+    proc = run(conf, b"user andrew@example.com\r\npass  Lead-space-pw1\r\nnewpass " + NEW.encode() + b"\r\n")
+    assert proc.stdout.endswith(b"200 Password changed\r\n") and works(conf, "andrew@example.com", NEW)
+
+
 def test_stdio_upper_case_bare_lf_like_poppass_cgi(conf: Path) -> None:
     proc = run(conf, f"USER andrew@example.com\nPASS {OLD}\nNEWPASS {NEW}\nQUIT\n".encode())
     assert proc.stdout == SUCCESS and proc.returncode == 0
@@ -266,6 +276,27 @@ def test_listen_serves_many_clients_at_once_and_stops_on_sigterm(tmp_path: Path)
     assert log.count("result=changed") == 4 and "ip=127.0.0.1" in log
 
 
+def served_dialogue(port: int, lines: list[str]) -> bytes | None:
+    """``dialogue`` if the server greets with 200; None when it answers busy (then
+    nothing is sent)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    try:
+        reader = sock.makefile("rb")
+        greeting = reader.readline()
+        if greeting == b"500 Server busy - try again later\r\n":
+            assert reader.read() == b""  # the reply, then end of file (not a reset)
+            return None
+        out = [greeting]
+        for line in lines:
+            sock.sendall(line.encode() + b"\r\n")
+            out.append(reader.readline())
+            if not out[-1].startswith(b"200"):
+                break
+        return b"".join(out)
+    finally:
+        sock.close()
+
+
 def test_listen_turns_away_connections_beyond_max_connections(tmp_path: Path) -> None:
     config = write_userdb(tmp_path, {"andrew@example.com": (5000, OLD)}, max_connections=2)
     server = Listener(config)
@@ -278,19 +309,51 @@ def test_listen_turns_away_connections_beyond_max_connections(tmp_path: Path) ->
         third = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         assert third.makefile("rb").readline() == b"500 Server busy - try again later\r\n"
         third.close()
-        held.pop().close()  # a slot frees up: the next client is served
-        deadline = time.monotonic() + 5
+        held.pop().close()  # a slot frees up once the server has seen this EOF
+        # until then a client may still be turned away (and is told so, cleanly)
+        deadline = time.monotonic() + 30
         while True:
-            reply = dialogue(server.port, ["user andrew@example.com", f"pass {OLD}", f"newpass {NEW}", "quit"])
-            if reply == SUCCESS or time.monotonic() > deadline:
+            reply = served_dialogue(server.port, ["user andrew@example.com", f"pass {OLD}",
+                                                  f"newpass {NEW}", "quit"])
+            if reply is not None or time.monotonic() > deadline:
                 break
-            time.sleep(0.05)
         assert reply == SUCCESS
     finally:
         for sock in held:
             sock.close()
         rc, log = server.stop()
     assert "result=busy" in log
+
+
+def test_listen_busy_reply_reaches_a_client_that_already_sent_its_lines(tmp_path: Path) -> None:
+    """Issue 16: a turned-away client that writes before reading must read the busy
+    reply and end of file, not ECONNRESET (the server used to close with the
+    client's lines unread)."""
+    config = write_userdb(tmp_path, {"andrew@example.com": (5000, OLD)}, max_connections=1)
+    server = Listener(config)
+    held = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        assert held.makefile("rb").readline().startswith(b"200 courierpassd")
+        lines = f"user andrew@example.com\r\npass {OLD}\r\nnewpass {NEW}\r\nquit\r\n".encode()
+        for attempt in range(20):
+            busy = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            try:
+                if attempt % 2:  # pipelined: everything before reading anything
+                    busy.sendall(lines)
+                    received = busy.makefile("rb").read()
+                else:  # reads the reply first, then writes, then reads on
+                    reader = busy.makefile("rb")
+                    first = reader.readline()
+                    busy.sendall(lines)
+                    received = first + reader.read()
+            finally:
+                busy.close()
+            assert received == b"500 Server busy - try again later\r\n", attempt
+    finally:
+        held.close()
+        rc, log = server.stop()
+    assert rc == 0 and log.count("result=busy") == 20
+    assert works(config, "andrew@example.com", OLD)
 
 
 def test_sigterm_ends_idle_connections_with_500(conf: Path) -> None:

@@ -57,7 +57,7 @@ REPORT = [
 def userdb() -> "Path":
     """A text userdb in a fresh world-readable directory under /tmp (so that the
     program still reads it after dropping to another uid).  Accounts:
-    alice (own uid/gid, password 'secret', HMAC secrets of 'secret'),
+    alice (the runner's uid/gid, 5002 as root; password 'secret', HMAC secrets of 'secret'),
     carol (uid/gid 65534, 'carolpass'), dave (uid/gid 5000, 'secret', for
     password changes), sysop (uid 50, 'secret'), imaponly (only imappw = 'secret')."""
     root = Path(tempfile.mkdtemp(prefix="cpw-unit-", dir="/tmp"))
@@ -65,7 +65,9 @@ def userdb() -> "Path":
         os.chmod(root, 0o755)
         for name in ("alice", "carol", "dave", "sysop", "imaponly"):
             (root / name).mkdir(mode=0o755)
-        uid, gid = os.getuid(), os.getgid()
+        # the runner's ids, or 5002 as root: root courierpasswd refuses to run
+        # prog for a uid-0 or gid-0 record (allow_root_ids)
+        uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (5002, 5002)
         hmacs = "|".join(f"hmac-{alg}pw={value}" for alg, value in SECRET_HMAC.items())
         lines = [
             f"alice\tuid={uid}|gid={gid}|home={root}/alice|systempw={SECRET_SHA512}|{hmacs}",
@@ -256,6 +258,28 @@ def test_as_root_takes_the_accounts_ids_and_home_like_djb(userdb: Path) -> None:
     uid, gid, groups, cwd, user, home = result.report[:6]
     assert (uid, gid, groups) == ("65534", "65534", "65534")
     assert cwd == home == str(userdb.parent / "carol")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change ids")
+@pytest.mark.parametrize("ids", ["uid=0000000000|gid=5000", "uid=5000|gid=00", "uid=0|gid=0"])
+def test_as_root_a_uid_0_or_gid_0_record_never_runs_prog_as_root(userdb: Path, ids: str) -> None:
+    """Issue 17 item 5: ``uid=0000000000`` ran prog as root, ``gid=00`` with group root."""
+    home = userdb.parent / "alice"
+    userdb.write_text(userdb.read_text() + f"rooty\t{ids}|home={home}|systempw={SECRET_SHA512}\n")
+    result = run(["--stderr", "--", *REPORT], b"rooty\0secret\0", userdb=userdb)
+    assert result.returncode == 1 and result.fd4 == b""
+    which = "uid 0" if "uid=0" in ids else "gid 0"
+    assert f"user=rooty service=login result=rejected: the account has {which}".encode() in result.stderr
+    assert b"allow_root_ids" in result.stderr
+    # without prog no ids change, so nothing is refused
+    assert run(["--stderr"], b"rooty\0secret\0", userdb=userdb).returncode == 0
+    # the setting allows it explicitly
+    config = userdb.parent / "allow.conf"
+    config.write_text("allow_root_ids = yes\n")
+    result = run(["--", *REPORT], b"rooty\0secret\0", userdb=userdb, env={"AUTHKIT_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    uid, gid = result.report[:2]
+    assert (uid, gid) == tuple(part.split("=")[1].lstrip("0") or "0" for part in ids.split("|"))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chdir-fail as root")

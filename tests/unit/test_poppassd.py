@@ -208,12 +208,26 @@ def test_row_10_new_password_equal_to_old_is_refused(mode: str, eol: bytes) -> N
     assert actions[-1].outcome == POLICY
 
 
-def test_row_11_argument_keeps_inner_and_trailing_spaces_leading_blanks_dropped(mode: str, eol: bytes) -> None:
+def test_row_11_argument_is_everything_after_the_one_separator(mode: str, eol: bytes) -> None:
+    # 1.8.5's sscanf("pass %128c") drops leading blanks; issue 17 item 4: a password
+    # that starts with a blank must be stored as typed, so only one separator goes.
     session = make()
     feed(session, b"user ppdtest" + eol, mode)
-    assert feed(session, b"pass \t two words pw " + eol, mode) == [VerifyOld("ppdtest", b"two words pw ")]
+    assert feed(session, b"pass \t two words pw " + eol, mode) == [VerifyOld("ppdtest", b"\t two words pw ")]
     session.old_password_ok()
-    assert feed(session, b"newpass   New words 2  " + eol, mode) == [ChangePassword("ppdtest", b"two words pw ", b"New words 2  ")]
+    assert feed(session, b"newpass   New words 2  " + eol, mode) == [
+        ChangePassword("ppdtest", b"\t two words pw ", b"  New words 2  ")]
+
+
+def test_leading_blanks_of_every_argument_are_kept(mode: str, eol: bytes) -> None:
+    """Issue 17 item 4: ``newpass  Lead-space-pw1`` stored ``Lead-space-pw1``."""
+    session = make()
+    assert feed(session, b"user  ppdtest" + eol, mode) == [PASSWORD_PLEASE]
+    assert session.user == " ppdtest"
+    assert feed(session, b"pass  " + OLD + eol, mode) == [VerifyOld(" ppdtest", b" " + OLD)]
+    session.old_password_ok()
+    assert feed(session, b"newpass  Lead-space-pw1" + eol, mode) == [
+        ChangePassword(" ppdtest", b" " + OLD, b" Lead-space-pw1")]
 
 
 def test_row_12_eof_after_the_change_is_a_success_without_reply(mode: str, eol: bytes) -> None:
@@ -364,7 +378,9 @@ def test_actions_never_show_passwords_in_repr() -> None:
 
 def test_tab_separates_keyword_and_argument() -> None:
     assert split_command(b"USER\tandrew") == ("user", b"andrew")
-    assert split_command(b"newpass  a b ") == ("newpass", b"a b ")
+    assert split_command(b"newpass  a b ") == ("newpass", b" a b ")
+    assert split_command(b"pass\t\tx") == ("pass", b"\tx")
+    assert split_command(b"quit") == ("quit", b"")
     assert split_command(b"") == ("", b"")
 
 
