@@ -119,11 +119,73 @@ class Settings:
         return f"Settings({inner}, source_kind={self.source_kind!r}, source_path={self.source_path!r})"
 
 
+#: The least value of a numeric key.  Every number must be finite (no inf, no
+#: nan) and not negative; a key not listed here must be above 0.  A minimum of 0
+#: means that 0 turns the thing off (min_uid 0: no minimum; bad_pass_delay 0: no
+#: delay).
+_MINIMUM: dict[str, float] = {
+    "min_uid": 0,
+    "bad_pass_delay": 0,
+    "min_password_length": 1,
+    "max_password_length": 1,
+    "max_username_length": 1,
+    "max_connections": 1,
+}
+
+
+def _number(kind: type, key: str, value: str) -> "int | float":
+    """``value`` as ``kind`` (int: ASCII digits with an optional sign; float: a
+    finite decimal), at least ``_MINIMUM[key]`` (else above 0).  Raises
+    ValueError with the reason."""
+    if kind is int:
+        digits = value[1:] if value[:1] in ("+", "-") else value
+        if not (digits.isascii() and digits.isdigit()):
+            raise ValueError(f"{key} must be a number")
+        number: "int | float" = int(value)
+    else:
+        try:
+            number = float(value) if value.isascii() else float("nan")
+        except ValueError:
+            raise ValueError(f"{key} must be a number") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{key} must be a finite number")
+    minimum = _MINIMUM.get(key)
+    if minimum is None and not number > 0:
+        raise ValueError(f"{key} must be above 0")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{key} must be at least {minimum}")
+    return number
+
+
+def _check_value(key: str, value: str) -> object:
+    """The typed value of ``key``; ValueError naming what is wrong."""
+    kind = _SCHEMA[key][0]
+    if kind is bool:
+        flag = _BOOLEANS.get(value.lower())
+        if flag is None:
+            raise ValueError(f"{key} must be yes or no")
+        return flag
+    if kind is not str:
+        return _number(kind, key, value)
+    if key == "source" and value and value not in SOURCE_KINDS:
+        raise ValueError(f"source must be one of {', '.join(SOURCE_KINDS)}")
+    if key == "hash_scheme":
+        from .schemes import SCHEMES  # the name table only: imports nothing heavy
+
+        known = {name.lower(): name for name in SCHEMES}
+        if value.lower() not in known:
+            raise ValueError(f"hash_scheme must be one of {', '.join(SCHEMES)}")
+    return value
+
+
 def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
-    """The values of a config file's text.  Raises ``ConfigError`` naming
-    ``filename`` and the line for an unknown key, a line without ``=`` or a value
-    of the wrong type."""
+    """The values of a config file's text, every one checked.  Raises
+    ``ConfigError`` naming ``filename`` and the line for an unknown key, a line
+    without ``=``, a value of the wrong type or out of range (see ``_MINIMUM``),
+    an unknown ``source`` or ``hash_scheme``, and a ``max_password_length``
+    below ``min_password_length``."""
     values: dict[str, object] = {}
+    lines: dict[str, int] = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -134,20 +196,17 @@ def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
             raise ConfigError(f"{filename}:{lineno}: expected 'key = value'")
         if key not in _SCHEMA:
             raise ConfigError(f"{filename}:{lineno}: unknown setting {key!r}")
-        kind = _SCHEMA[key][0]
-        if kind is bool:
-            flag = _BOOLEANS.get(value.lower())
-            if flag is None:
-                raise ConfigError(f"{filename}:{lineno}: {key} must be yes or no")
-            values[key] = flag
-            continue
         try:
-            values[key] = kind(value) if kind is not str else value
-        except ValueError:
-            raise ConfigError(f"{filename}:{lineno}: {key} must be a number") from None
-    source = values.get("source", "")
-    if source and source not in SOURCE_KINDS:
-        raise ConfigError(f"{filename}: source must be one of {', '.join(SOURCE_KINDS)}")
+            values[key] = _check_value(key, value)
+        except ValueError as exc:
+            raise ConfigError(f"{filename}:{lineno}: {exc}") from None
+        lines[key] = lineno
+    low = values.get("min_password_length", _SCHEMA["min_password_length"][1])
+    high = values.get("max_password_length", _SCHEMA["max_password_length"][1])
+    if high < low:  # type: ignore[operator]
+        lineno = max(lines.get("min_password_length", 0), lines.get("max_password_length", 0))
+        raise ConfigError(f"{filename}:{lineno}: max_password_length ({high}) is below "
+                          f"min_password_length ({low})")
     return values
 
 

@@ -221,7 +221,8 @@ class PoppassdSession:
 
     Args:
         settings: limits and policy: ``max_username_length`` (characters),
-            ``max_password_length`` (characters, old and new), ``bad_pass_delay``
+            ``max_password_length`` (characters, the new password only: an old
+            password is bounded by :data:`MAX_LINE`), ``bad_pass_delay``
             (seconds), and whatever :func:`authkit.policy.check_new_password` reads.
         version: the version shown in the greeting.
 
@@ -375,13 +376,13 @@ class PoppassdSession:
             self.user = user
             self._transition("user")
             return [PASSWORD_PLEASE]
-        if len(_decode(argument)) > settings.max_password_length:
-            return self._fail(password_too_long(settings.max_password_length), PROTOCOL_ERROR, "password too long")
-        if self.state == WANT_PASS:
+        if self.state == WANT_PASS:  # an old password is bounded by MAX_LINE only
             self._old = argument
             self._transition("pass")
             return [VerifyOld(self.user or "", argument)]
         # WANT_NEWPASS
+        if len(_decode(argument)) > settings.max_password_length:
+            return self._fail(password_too_long(settings.max_password_length), PROTOCOL_ERROR, "password too long")
         try:
             check_new_password(self._old, argument, settings)
         except PolicyRefused as exc:

@@ -282,9 +282,16 @@ def test_row_18_passwords_longer_than_128_are_refused_never_truncated(mode: str,
     session.old_password_ok()
     actions = feed(session, b"newpass " + b"n" * 150 + eol, mode)
     assert actions == [password_too_long(128), Close(PROTOCOL_ERROR, "password too long")]
+
+
+def test_max_password_length_bounds_the_new_password_only(mode: str, eol: bytes) -> None:
+    """Issue 17 item 11: a long *old* password (set before the limit was lowered,
+    or by another tool) was refused, so it could never be changed."""
     session = make()
     feed(session, b"user x" + eol, mode)
-    assert feed(session, b"pass " + b"p" * 129 + eol, mode)[0] == password_too_long(128)
+    assert feed(session, b"pass " + b"p" * 129 + eol, mode) == [VerifyOld("x", b"p" * 129)]
+    assert session.old_password_ok() == [NEW_PASSWORD_PLEASE]
+    assert feed(session, b"newpass " + NEW + eol, mode) == [ChangePassword("x", b"p" * 129, NEW)]
 
 
 def test_row_19_policy_refusal_from_the_source_is_one_500_line() -> None:
