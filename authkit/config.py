@@ -65,6 +65,14 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "max_connections": (int, 64),
     "allow_root_ids": (bool, False),
     # --- authkitd (docs/authkitd.8) ---
+    "authkitd_socket": (str, "/run/courier/authdaemon/socket"),
+    "workers": (int, 8),
+    "max_clients": (int, 1024),
+    "source_timeout": (float, 25.0),
+    "failure_delay": (float, 2.0),
+    "failure_delay_max": (float, 15.0),
+    "rehash_on_login": (str, "no"),
+    "cache_ttl": (float, 0.0),
     # --- ldap source (authkit/ldap; Courier's authldaprc) ---
     # --- pgsql source (authkit/pgsql; Courier's authpgsqlrc) ---
 }
@@ -130,6 +138,11 @@ _MINIMUM: dict[str, float] = {
     "max_password_length": 1,
     "max_username_length": 1,
     "max_connections": 1,
+    "workers": 1,
+    "max_clients": 1,
+    "failure_delay": 0,
+    "failure_delay_max": 0,
+    "cache_ttl": 0,
 }
 
 
@@ -167,8 +180,8 @@ def _check_value(key: str, value: str) -> object:
         return flag
     if kind is not str:
         return _number(kind, key, value)
-    if key == "source" and value and value not in SOURCE_KINDS:
-        raise ValueError(f"source must be one of {', '.join(SOURCE_KINDS)}")
+    if key == "source" and value and any(kind not in SOURCE_KINDS for kind in chain_kinds(value)):
+        raise ValueError(f"source must be one of {', '.join(SOURCE_KINDS)} (or a comma-separated chain of them)")
     if key == "hash_scheme":
         from .schemes import SCHEMES  # the name table only: imports nothing heavy
 
@@ -208,6 +221,12 @@ def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
         raise ConfigError(f"{filename}:{lineno}: max_password_length ({high}) is below "
                           f"min_password_length ({low})")
     return values
+
+
+def chain_kinds(source: str) -> "list[str]":
+    """The kinds of a ``source`` value: one, or a comma-separated chain
+    (``userdb, ldap``: authkit/chain.py; only authkitd opens a chain)."""
+    return [part.strip() for part in source.split(",")]
 
 
 def read_config(path: str) -> dict[str, object]:
@@ -268,6 +287,9 @@ def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | 
         if kind in HEAVY_KINDS:
             settings.source_kind = kind
             return settings
+        if "," in kind:  # a chain (authkit/chain.py): opened like a heavy kind
+            settings.source_kind = "chain"
+            return settings
         if file_decides or kind:
             raise ConfigError(f"{config_path}: names no account source (set userdb or authdaemon_socket)")
     from .authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
@@ -305,7 +327,9 @@ def open_source(
     source through authkitd, so ldap3 and psycopg never load on the per-login path."""
     if settings is None:
         settings = load_settings(config_path, environ)
-    if settings.source_kind in HEAVY_KINDS:
+    if settings.source_kind == "chain" and daemon:
+        return _open_chain(settings, environ, on_problem)
+    if settings.source_kind in HEAVY_KINDS or settings.source_kind == "chain":
         if daemon:
             import importlib
 
@@ -339,6 +363,37 @@ def open_source(
         hash_scheme=settings.hash_scheme,
         on_problem=on_problem,  # type: ignore[arg-type]
     )
+
+
+#: The Courier module name of each source kind (authkitd's ``PRE <module>`` and
+#: ENUMERATE headers).
+COURIER_MODULES = {"userdb": "authuserdb", "authdaemon": "authdaemon",
+                   "ldap": "authldap", "pgsql": "authpgsql"}
+
+
+def _open_chain(settings: Settings, environ: "Mapping[str, str] | None",
+                on_problem: object) -> "AccountSource":
+    """A ``ChainSource`` of the kinds in ``settings.source``, each opened as
+    authkitd opens a single source (userdb at ``userdb``, authdaemond at
+    ``authdaemon_socket``, heavy kinds from their settings)."""
+    import copy
+
+    from .chain import ChainSource
+
+    members, names = [], []
+    for kind in chain_kinds(settings.source):
+        member = copy.copy(settings)
+        member.source, member.source_kind = kind, kind
+        if kind == "userdb":
+            member.source_path = settings.userdb
+        elif kind == "authdaemon":
+            member.source_path = settings.authdaemon_socket
+        if kind in ("userdb", "authdaemon") and not member.source_path:
+            key = "userdb" if kind == "userdb" else "authdaemon_socket"
+            raise ConfigError(f"{settings.config_file}: the chain names {kind} but {key} is not set")
+        members.append(open_source(member, environ=environ, on_problem=on_problem, daemon=True))
+        names.append(COURIER_MODULES[kind])
+    return ChainSource(members, names)
 
 
 __all__ = ["Settings", "load_settings", "open_source", "parse_config", "read_config", "trusted_environ"]

@@ -16,6 +16,7 @@ import hmac
 import os
 
 import pytest
+from authkitdlab import courier_or_authkitd
 
 from authkit.account import Account
 from authkit.authdaemon.source import AuthdaemonSource
@@ -49,8 +50,10 @@ def populate(lab) -> None:
     lab.add_user("des@example.org", "pw-descrypt", pw_flags=())
 
 
-@pytest.fixture
-def lab(courier_lab):
+@pytest.fixture(params=["courier", "authkitd"])
+def lab(request, courier_lab):
+    # the same tests against Courier's authdaemond and against authkitd (tests/authkitdlab.py)
+    courier_or_authkitd(request, courier_lab)
     populate(courier_lab)
     courier_lab.makeuserdb()
     courier_lab.start_daemon()
@@ -201,7 +204,8 @@ def test_cram_with_the_wrong_secret_is_bad_password(src, name: str, secret: byte
 def test_password_change_is_confirmed_by_authtest(lab, src) -> None:
     account = src.change_password("andrew@example.com", b"andrew-secret", b"N3w-andrew")
     assert account.address == "andrew@example.com"
-    assert account.encrypted_password.startswith("$1$")  # authuserdb writes md5-crypt
+    # authuserdb writes md5-crypt; authkitd its hash_scheme (sha512-crypt)
+    assert account.encrypted_password.startswith("$1$" if lab.daemon_kind == "courier" else "$6$")
     assert lab.authtest("andrew@example.com", "N3w-andrew").returncode == 0
     assert lab.authtest("andrew@example.com", "andrew-secret").returncode != 0
     assert src.authenticate("andrew@example.com", b"N3w-andrew").uid == 5000

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from authkitdlab import use_authkitd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_courierpassd_cli import BIN  # noqa: E402
@@ -69,8 +70,11 @@ def test_running_authdaemond_accepts_the_new_password_at_once(courier_lab_factor
     assert lab.authtest("-s", "imap", "andrew@example.com", NEW).returncode == 0
 
 
-def test_through_authdaemond_source_uses_courier_passwd(courier_lab) -> None:
+@pytest.mark.parametrize("daemon", ["courier", "authkitd"])
+def test_through_authdaemond_source_uses_courier_passwd(courier_lab, daemon: str) -> None:
     lab = courier_lab
+    if daemon == "authkitd":  # authkitd on the lab's socket (tests/authkitdlab.py)
+        use_authkitd(lab)
     lab.add_user("andrew@example.com", OLD)
     lab.makeuserdb()
     lab.start_daemon()

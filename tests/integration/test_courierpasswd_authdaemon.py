@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from authkitdlab import courier_or_authkitd
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +32,10 @@ def run(lab, data: bytes, *args: str, env: dict | None = None) -> subprocess.Com
     )
 
 
-@pytest.fixture
-def lab(courier_lab):
+@pytest.fixture(params=["courier", "authkitd"])
+def lab(request, courier_lab):
+    # the same tests against Courier's authdaemond and against authkitd (tests/authkitdlab.py)
+    courier_or_authkitd(request, courier_lab)
     # run as root, courierpasswd becomes the account and chdirs to its home
     home = tempfile.mkdtemp(prefix="cpw-authdaemon-", dir="/tmp")
     os.chmod(home, 0o755)

@@ -27,6 +27,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from authkitdlab import Authkitd, lab_config
 
 from courierlab import CourierLab, missing_requirements
 
@@ -116,6 +117,10 @@ class Setup:
             conf.write_text(f"userdb = {path}\ndefault_options = {default_options}\n")
             self.sources[kind] = {"AUTHKIT_CONFIG": str(conf)}
         self.sources["authdaemond"] = {"AUTHKIT_AUTHDAEMON": str(lab.socket_path)}
+        # authkitd serving the same userdb, on its own socket (tests/authkitdlab.py)
+        self.authkitd = Authkitd(copy_dir / "authkitd", copy_dir / "authkitd.sock",
+                                 lab_config(lab)).start()
+        self.sources["authkitd"] = {"AUTHKIT_AUTHDAEMON": str(copy_dir / "authkitd.sock")}
 
 
 @pytest.fixture(scope="module", params=[
@@ -128,14 +133,18 @@ def setup(request, tmp_path_factory):
     layout, default_options = request.param
     root = tmp_path_factory.mktemp(f"cui-{request.param_index}")
     lab = CourierLab(root / "lab", layout=layout, defaultoptions=default_options)
+    made = None
     try:
         (root / "copy").mkdir()
-        yield Setup(lab, root / "copy", default_options)
+        made = Setup(lab, root / "copy", default_options)
+        yield made
     finally:
+        if made is not None:
+            made.authkitd.stop()
         lab.close()
 
 
-@pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond"])
+@pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond", "authkitd"])
 def test_every_item_matches_authtest(setup: Setup, kind: str, tmp_path: Path) -> None:
     for name in ACCOUNTS:
         expected = authtest_items(setup.lab, name)
@@ -144,7 +153,7 @@ def test_every_item_matches_authtest(setup: Setup, kind: str, tmp_path: Path) ->
         assert parse_items(proc.stdout) == expected, name
 
 
-@pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond"])
+@pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond", "authkitd"])
 def test_single_items_match_authtest(setup: Setup, kind: str) -> None:
     expected = authtest_items(setup.lab, "andrew@example.com")
     proc = run_userinfo(setup.sources[kind], "-q", "-u", "-n", "andrew@example.com")
@@ -154,7 +163,7 @@ def test_single_items_match_authtest(setup: Setup, kind: str) -> None:
         f"quota={expected['quota']}\n")
 
 
-@pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond"])
+@pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond", "authkitd"])
 def test_names_authtest_rejects_are_unknown(setup: Setup, kind: str) -> None:
     for name in UNKNOWN:
         assert setup.lab.authtest(name).returncode != 0, name
@@ -162,7 +171,7 @@ def test_names_authtest_rejects_are_unknown(setup: Setup, kind: str) -> None:
         assert (proc.returncode, proc.stdout) == (1, b""), (name, proc.stderr)
 
 
-@pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond"])
+@pytest.mark.parametrize("kind", ["text", "compiled", "authdaemond", "authkitd"])
 def test_getvuserhome_prints_authtests_home_directory(setup: Setup, kind: str,
                                                       tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", **setup.sources[kind]}

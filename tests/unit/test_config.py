@@ -184,7 +184,10 @@ def test_a_process_with_differing_real_and_effective_uid_ignores_authkit_variabl
     ("min_uid = \u0661\u0660\u0660\n", "f.conf:1: min_uid must be a number"),
     ("hash_scheme = sha1024-crypt\n", "f.conf:1: hash_scheme must be one of des-crypt, md5-crypt, "
      "sha256-crypt, sha512-crypt, bcrypt, yescrypt, MD5, MD5RAW, SHA, SSHA, SHA256, SHA512"),
-    ("userdb = /u\nsource = ldpa\n", "f.conf:2: source must be one of userdb, authdaemon, ldap, pgsql"),
+    ("userdb = /u\nsource = ldpa\n", "f.conf:2: source must be one of userdb, authdaemon, ldap, pgsql "
+     "(or a comma-separated chain of them)"),
+    ("source = userdb, ldpa\n", "f.conf:1: source must be one of userdb, authdaemon, ldap, pgsql "
+     "(or a comma-separated chain of them)"),
     ("allow_root_ids = maybe\n", "f.conf:1: allow_root_ids must be yes or no"),
     ("max_password_length = 6\n", "f.conf:1: max_password_length (6) is below min_password_length (8)"),
     ("max_password_length = 20\nmin_password_length = 21\n",
