@@ -18,7 +18,6 @@ password checker (no password is read or verified) nor an enumerator.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ..errors import Misuse
