@@ -1,6 +1,8 @@
 # authkit: the two commands of the README, and a few helpers.
 #   make demo   the main job on the example userdb in examples/ (no root, no services)
 #   make test   everything; as root on Debian it first installs the packages the tests run
+#   make deb    the Debian package, built in $(DEBBUILD) (outside the tree), checked by lintian
+#   make dist   sdist and wheel in dist/ (python -m build), checked by twine
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,11 +18,12 @@ DEBIAN_PACKAGES := \
 	hyperfine procps time acl openssl systemd \
 	courier-imap courier-pop \
 	slapd ldap-utils courier-authlib-ldap \
-	postgresql courier-authlib-postgresql \
+	postgresql courier-authlib-postgresql python3-psycopg \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
 	fakeroot lintian
 
 .PHONY: all demo test deps venv unit integration fuzz bench clean
+.PHONY: deb dist
 
 all: test
 
@@ -64,6 +67,23 @@ bench: deps venv
 	$(PY) bench/bench_import.py
 	$(PY) bench/bench_courierpasswd.py
 	$(PY) bench/bench_userdb_scale.py
+	$(PY) bench/bench_install.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Debian package: the tracked files (as they are in the work tree) are copied to
+# $(DEBBUILD)/src and built there, so the tree stays clean; the .deb lands in $(DEBBUILD).
+DEBBUILD ?= $(or $(TMPDIR),/tmp)/authkit-deb
+deb:
+	rm -rf '$(DEBBUILD)/src' && mkdir -p '$(DEBBUILD)/src'
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files -z | tar --null -T - -cf - | tar -xf - -C '$(DEBBUILD)/src'; \
+	else tar --exclude=./.venv --exclude=./.git --exclude=./debian/authkit -cf - . | tar -xf - -C '$(DEBBUILD)/src'; fi
+	cd '$(DEBBUILD)/src' && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error '$(DEBBUILD)'/authkit_*_all.deb
+	@ls '$(DEBBUILD)'/authkit_*_all.deb
+
+dist: venv
+	$(PY) -m build --no-isolation --outdir dist .
+	$(VENV)/bin/twine check dist/*

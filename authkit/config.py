@@ -74,7 +74,61 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "rehash_on_login": (str, "no"),
     "cache_ttl": (float, 0.0),
     # --- ldap source (authkit/ldap; Courier's authldaprc) ---
+    "ldap_uri": (str, ""),  # LDAP_URI: servers tried in order, comma- or blank-separated
+    "ldap_basedn": (str, ""),
+    "ldap_binddn": (str, ""),  # "" = anonymous (Courier: LDAP_INITBIND=0)
+    "ldap_bindpw": (str, ""),
+    "ldap_timeout": (float, 5.0),
+    "ldap_tls": (int, 0),  # StartTLS
+    "ldap_tls_cacert": (str, ""),  # OpenLDAP's TLS_CACERT
+    "ldap_deref": (str, "never"),
+    "ldap_authbind": (int, 0),
+    "ldap_mail": (str, "mail"),
+    "ldap_domain": (str, ""),
+    "ldap_filter": (str, ""),
+    "ldap_enumerate_filter": (str, ""),
+    "ldap_homedir": (str, "homeDirectory"),
+    "ldap_mailroot": (str, ""),
+    "ldap_maildir": (str, "mailbox"),
+    "ldap_defaultdelivery": (str, "defaultDelivery"),
+    "ldap_fullname": (str, "cn"),
+    "ldap_clearpw": (str, ""),
+    "ldap_cryptpw": (str, "userPassword"),
+    "ldap_uid": (str, ""),
+    "ldap_gid": (str, ""),
+    "ldap_glob_uid": (str, ""),
+    "ldap_glob_gid": (str, ""),
+    "ldap_auxoptions": (str, ""),
+    "ldap_maildirquota": (str, ""),
+    "ldap_connections": (int, 4),  # idle connections kept per pool
     # --- pgsql source (authkit/pgsql; Courier's authpgsqlrc) ---
+    "pgsql_connection": (str, ""),
+    "pgsql_host": (str, ""),
+    "pgsql_port": (str, ""),
+    "pgsql_user": (str, ""),
+    "pgsql_password": (str, ""),
+    "pgsql_database": (str, ""),
+    "pgsql_character_set": (str, "UTF8"),
+    "pgsql_user_table": (str, "passwd"),
+    "pgsql_login_field": (str, "id"),
+    "pgsql_crypt_pwfield": (str, "crypt"),
+    "pgsql_clear_pwfield": (str, ""),
+    "pgsql_uid_field": (str, "uid"),
+    "pgsql_gid_field": (str, "gid"),
+    "pgsql_home_field": (str, "home"),
+    "pgsql_maildir_field": (str, ""),
+    "pgsql_defaultdelivery": (str, ""),
+    "pgsql_name_field": (str, ""),
+    "pgsql_quota_field": (str, ""),
+    "pgsql_auxoptions_field": (str, ""),
+    "pgsql_where_clause": (str, ""),
+    "pgsql_default_domain": (str, ""),
+    "pgsql_select_clause": (str, ""),
+    "pgsql_chpass_clause": (str, ""),
+    "pgsql_enumerate_clause": (str, ""),
+    "pgsql_connect_timeout": (float, 10.0),
+    "pgsql_statement_timeout": (float, 10.0),
+    "pgsql_pool_size": (int, 4),
 }
 
 #: The account source kinds a config file may name.  "ldap" and "pgsql" are heavy
@@ -143,6 +197,11 @@ _MINIMUM: dict[str, float] = {
     "failure_delay": 0,
     "failure_delay_max": 0,
     "cache_ttl": 0,
+    "ldap_tls": 0,
+    "ldap_authbind": 0,
+    "ldap_connections": 0,
+    "pgsql_statement_timeout": 0,
+    "pgsql_pool_size": 0,
 }
 
 

@@ -108,7 +108,7 @@ def helper_parse(path: str) -> None:
 def helper_change(path: str, name: str, old: str, new: str) -> None:
     """One password change through UserdbSource, with its steps timed."""
     sys.path.insert(0, str(REPO))
-    from authkit.userdb import edit, gdbm
+    from authkit.userdb import atomic, edit, gdbm, journal, recordstore
     from authkit.userdb.source import UserdbSource
 
     spent: dict[str, float] = {}
@@ -125,13 +125,14 @@ def helper_change(path: str, name: str, old: str, new: str) -> None:
 
         setattr(module, attr, timed_call)
 
-    wrap(edit, "_mark", "journal (write+fsync)")
+    wrap(journal, "write", "journal (write+fsync)")
     wrap(edit, "_find_line", "find record (pread chunks)")
-    wrap(edit, "_reconcile", "pre-check of compiled record")
-    wrap(edit, "splice_file", "text rewrite (copy_file_range+fsync+rename)")
+    wrap(recordstore, "store", "pre-check of compiled record")
+    wrap(atomic, "prepare_splice", "text rewrite (copy_file_range+fsync)")
     wrap(gdbm.GdbmWriter, "store", "GDBM store")
     wrap(gdbm.GdbmWriter, "sync", "GDBM sync (fsync)")
-    wrap(edit, "_store_copy", "shadow copy-on-write total")
+    wrap(recordstore, "prepare", "compiled copy-on-write (copy+store+fsync, pre-check included)")
+    wrap(atomic.Replacement, "commit", "renames + directory fsync")
     source = UserdbSource(path, hash_scheme="sha512-crypt")
     from authkit import schemes
 

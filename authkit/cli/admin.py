@@ -418,6 +418,12 @@ def cmd_check(args: "argparse.Namespace") -> int:
     for message in check_text(root):
         _err(message + "\n")
         problems += 1
+    from ..userdb.journal import pending
+
+    for marker in pending(root):
+        _err(f"{marker}: an interrupted authkit change is pending (the next change or makeuserdb "
+             "finishes or undoes it, or says why it cannot)\n")
+        problems += 1
     if args.compiled:
         for message in verify_compiled(root):
             _err(message + "\n")

@@ -52,10 +52,12 @@ _LOCATIONS = {
     "SSHA": "digests",
     "SHA256": "digests",
     "SHA512": "digests",
+    "SMD5": "digests",  # verified, never made: Courier cannot verify it
 }
 
 #: ``{PREFIX}`` (upper case, without braces) -> scheme name.  ``{CRYPT}`` is handled apart.
-_PREFIXES = {"MD5": "MD5", "MD5RAW": "MD5RAW", "SHA": "SHA", "SSHA": "SSHA", "SHA256": "SHA256", "SHA512": "SHA512"}
+_PREFIXES = {"MD5": "MD5", "MD5RAW": "MD5RAW", "SHA": "SHA", "SSHA": "SSHA", "SHA256": "SHA256",
+             "SHA512": "SHA512", "SMD5": "SMD5"}
 
 #: crypt(3) prefixes -> scheme name, checked in order with ``startswith``.
 _CRYPT_PREFIXES = (
@@ -117,7 +119,8 @@ def identify_scheme(stored: str) -> str | None:
 
     Names: ``des-crypt``, ``md5-crypt``, ``sha256-crypt``, ``sha512-crypt``,
     ``bcrypt``, ``yescrypt``, ``crypt`` (another libxcrypt method), ``MD5``,
-    ``MD5RAW``, ``SHA``, ``SSHA``, ``SHA256``, ``SHA512``.  ``{CRYPT}x`` is named
+    ``MD5RAW``, ``SHA``, ``SSHA``, ``SHA256``, ``SHA512``, ``SMD5`` (OpenLDAP's
+    salted MD5: verified, not in :data:`SCHEMES`).  ``{CRYPT}x`` is named
     after ``x``.  ``None`` for plain text, an unknown ``{X}`` and the empty string.
     This looks at the form only; it does not check that the hash is well formed."""
     if not stored:
@@ -136,7 +139,8 @@ def verify_password(password: bytes, stored: str) -> bool:
 
     Accepts what Courier's checkpassword.c accepts: ``{MD5}``, ``{MD5RAW}``
     (lowercase hex), ``{SHA}``, ``{SSHA}``, ``{SHA256}``, ``{SHA512}`` (prefixes in
-    any case), ``{CRYPT}`` + anything, and anything else through crypt(3)
+    any case), OpenLDAP's ``{SMD5}`` (which Courier does not verify),
+    ``{CRYPT}`` + anything, and anything else through crypt(3)
     (libxcrypt).  Differences, all deliberate: ``{SSHA}`` with any salt length >= 1
     matches (Courier: exactly 4 bytes); an unknown ``{X}`` prefix never reaches
     crypt(3) (it could not match there anyway).  Never matches: an empty password,

@@ -8,6 +8,9 @@
 * ``{SSHA}``: base64(sha1(password + salt) + salt).  Courier only accepts a 4-byte
   salt; authkit accepts ANY salt of 1 byte or more (OpenLDAP's slappasswd uses 4,
   other tools 8 or 16).  New hashes use 4 bytes so Courier can verify them.
+* ``{SMD5}``: base64(md5(password + salt) + salt), OpenLDAP's salted MD5 (any salt
+  of 1 byte or more).  Courier does not know it; authkit verifies it (LDAP
+  directories hold it) and never makes it.
 
 The body (text after the prefix) is passed in without the prefix.  Uses the builtin
 hash modules (``_md5``, ``_sha1``...) and ``binascii``, not hashlib/base64, so that
@@ -23,7 +26,7 @@ from binascii import a2b_base64, b2a_base64
 
 def _digest(scheme: str, data: bytes) -> bytes:
     """The raw digest of ``data`` for ``scheme`` (MD5/MD5RAW/SHA/SSHA/SHA256/SHA512)."""
-    if scheme in ("MD5", "MD5RAW"):
+    if scheme in ("MD5", "MD5RAW", "SMD5"):
         try:
             from _md5 import md5 as h
         except ImportError:  # pragma: no cover - interpreter built without it
@@ -58,14 +61,15 @@ def verify(password: bytes, scheme: str, body: str) -> bool:
         stored = body.encode("ascii")
     except UnicodeEncodeError:
         return False
-    if scheme == "SSHA":
+    if scheme in ("SSHA", "SMD5"):
         try:
             raw = a2b_base64(stored, strict_mode=True)
         except (_B64Error, ValueError):
             return False
-        if len(raw) < 21:  # 20-byte SHA-1 digest + at least one salt byte
+        size = 20 if scheme == "SSHA" else 16  # the digest, then at least one salt byte
+        if len(raw) <= size:
             return False
-        return _compare_digest(_digest("SHA", password + raw[20:]), raw[:20])
+        return _compare_digest(_digest(scheme, password + raw[size:]), raw[:size])
     if scheme == "MD5RAW":
         expected = _digest("MD5", password).hex().encode("ascii")
     else:

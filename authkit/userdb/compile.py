@@ -15,10 +15,12 @@ same results byte for byte and the same refusals:
   not);  fields are split like Perl's ``split(/\\|/)`` (inner empty fields kept,
   trailing ones dropped) so that values are identical to Courier's;
 * both files are written as GDBM (``GDBM_NEWDB`` + insert) to ``<root>.tmp`` and
-  ``<root>shadow.tmp`` (modes 0644 and 0600), fsync'ed and renamed into place, the
+  ``<root>shadow.tmp`` (modes 0644 and 0600), fsync'ed, given the extended
+  attributes (ACLs) of the files they replace, and renamed into place, the
   shadow file first, under makeuserdb's lock ``<root>.lock``;
 * an authkit edit that was interrupted (its journal ``.authkit-pending.<file>`` is
-  still there, see authkit.userdb.edit) is rolled back or finished first.
+  still there, see authkit.userdb.journal) is rolled back or finished first; a
+  journal that cannot be applied safely stops the compile (111).
 
 Where authkit differs, on purpose:
 
@@ -359,12 +361,14 @@ def compile_userdb(root: str, *, progress: "Progress | None" = None, parallel: b
 
     Returns a :class:`CompileResult`.  Raises CompileError (nothing replaced) or
     TemporaryFailure (nothing replaced, temporary files removed)."""
-    from .edit import FileLock, _fsync_dir, compiled_lock_path, recover_pending
+    from .atomic import copy_attributes, fsync_dir
+    from .journal import recover_all
+    from .locks import FileLock, compiled_lock_path
 
     started = time.monotonic()
     root = root.rstrip("/") or "/"
     check_source(root)
-    recover_pending(root)  # an interrupted authkit edit is rolled back, never compiled
+    recover_all(root)  # an interrupted authkit edit is rolled back, never compiled
     dat, shadow = files.compiled_paths(root)
     tmp_dat, tmp_shadow = root + ".tmp", root + "shadow.tmp"
     with FileLock(compiled_lock_path(root), timeout=lock_timeout):
@@ -415,12 +419,17 @@ def compile_userdb(root: str, *, progress: "Progress | None" = None, parallel: b
         if progress is not None:
             progress(total, total, counts[0])
         try:
+            copy_attributes(shadow, tmp_shadow)  # ACLs and other extended attributes are kept
+            copy_attributes(dat, tmp_dat)
             os.rename(tmp_shadow, shadow)
             os.rename(tmp_dat, dat)
-            _fsync_dir(os.path.dirname(dat))
+            fsync_dir(os.path.dirname(dat))
         except OSError as exc:
             _remove(tmp_dat, tmp_shadow)
             raise TemporaryFailure(f"cannot rename the compiled userdb into place: {exc.strerror}") from None
+        except TemporaryFailure:
+            _remove(tmp_dat, tmp_shadow)
+            raise
     return CompileResult(counts[0], counts[1], time.monotonic() - started, total)
 
 

@@ -9,8 +9,10 @@ userdb; a missing shadow file means no password, as in Courier.
 Lookups are exact and case-sensitive.  An unknown user costs one dummy hash
 verification, so that its timing matches a wrong password.
 
-Password changes go through :mod:`authkit.userdb.edit` (lock, rewrite, rename,
-then bring the compiled pair up to date).
+Password changes are decided here (old password, policy, which fields change)
+and written by :mod:`authkit.userdb.edit` inside its locked change (lock,
+rewrite, rename, then bring the compiled pair up to date); edit knows nothing of
+this module.
 """
 
 from __future__ import annotations
@@ -220,11 +222,55 @@ class UserdbSource(AccountSource):
     # -- writing ---------------------------------------------------------------
 
     def change_password(
-        self, name: str, old: bytes, new: bytes, service: str = "login"
+        self, name: str, old: bytes, new: bytes, service: str = "login",
+        *, check_account: "Callable[[Account], None] | None" = None,
     ) -> "Account":
-        from .edit import change_password
+        """Courier's PASSWD for a userdb (authuserdbpwd.c), decided inside the one
+        locked change (:func:`authkit.userdb.edit.update_record`): ``old`` is
+        verified there, once, against the account as Courier sees it;
+        ``check_account(account)``, if given, is then called with that account
+        (e.g. the uid policy, :func:`authkit.policy.check_uid`) and may raise to
+        refuse.  The field :meth:`Account.password_field_for` names (the one
+        ``old`` was checked against) gets a new hash in ``hash_scheme``, and each
+        ``[<service>-]hmac-<alg>pw`` field that held the state of ``old`` gets the
+        state of ``new``.
 
-        change_password(self, name, old, new, service)
+        Stricter than Courier: the old password must match the password for the
+        service (Courier also accepts a match of an HMAC field alone and then
+        changes only that field).  Raises ``UnknownUser``, ``BadPassword``,
+        ``PolicyRefused`` or ``TemporaryFailure``; nothing is written unless
+        everything checks out."""
+        from ..account import CRAM_ALGORITHMS
+        from ..errors import PolicyRefused
+        from ..schemes import make_password_hash
+        from ..schemes.hmacstate import hmac_state
+        from .edit import update_record
+
+        if not new or b"\0" in new or b"\n" in new or b"\r" in new:
+            raise PolicyRefused("the new password holds bytes that cannot be stored")
+
+        def decide(_values: dict[str, str]) -> "list[tuple[str, str]]":
+            # Under the locks, after the compiled record was made to agree with
+            # the text: the old password is checked as Courier sees the account.
+            account = self.authenticate(name, old, service)  # UnknownUser / BadPassword
+            if check_account is not None:
+                check_account(account)
+            field = account.password_field_for(service)
+            if field is None:
+                raise BadPassword("the record has no password field for this service")
+            changes = [(field, make_password_hash(new, self.hash_scheme))]
+            for algorithm in CRAM_ALGORITHMS:
+                old_state = None
+                for hmac_field in (f"{service}-hmac-{algorithm}pw", f"hmac-{algorithm}pw"):
+                    stored = account.passwords.get(hmac_field)
+                    if stored is not None:
+                        if old_state is None:
+                            old_state = hmac_state(old, algorithm)
+                        if stored == old_state:
+                            changes.append((hmac_field, hmac_state(new, algorithm)))
+            return changes
+
+        update_record(self.path, name, check=decide)
         return self._account(name, service)
 
 

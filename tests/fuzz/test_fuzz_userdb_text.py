@@ -124,6 +124,6 @@ def test_update_record_on_a_file_touches_one_line_only() -> None:
             assert changed in ([], [3])
             assert new_lines[3].startswith(b"target\t")
             assert os.stat(path).st_mode & 0o7777 == mode
-            assert sorted(os.listdir(tmp)) == [".lock.userdb", "userdb"]
+            assert sorted(os.listdir(tmp)) == [".lock.userdb", "userdb", "userdb.lock"]
 
     run_fuzz("userdb-update_record", target, count, scale=0.5)

@@ -288,3 +288,128 @@ def test_bench_userdb_scale_smoke_at_1k(tmp_path: Path) -> None:
                 "lookup_authkit_process_ms", "compile_authkit_rss_kb"):
         assert row[key] > 0, key
     assert row["change_breakdown_s"]["total"] > 0
+
+
+class _Killed(BaseException):
+    """Stands for a SIGKILL: nothing after it runs."""
+
+
+def _leave_an_interrupted_change(lab, how: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Leave victim's password change as a kill between the text rename and the
+    compiled rename leaves it: text new, compiled old, journal present.
+    ``killed``: this code, stopped there; ``main-journal``: the text and the
+    version-1 journal exactly as main's code (fc85234) leaves them."""
+    from authkit.userdb import journal, recordstore
+    from authkit.userdb.source import UserdbSource
+
+    if how == "killed":
+        real_commit = recordstore.commit
+
+        def killed(replacements: list) -> None:
+            if replacements:
+                raise _Killed
+            real_commit(replacements)
+
+        monkeypatch.setattr(recordstore, "commit", killed)
+        with pytest.raises(_Killed):
+            UserdbSource(str(lab.userdb_path)).change_password("victim@example.com", b"victim-old", b"victim-new")
+        monkeypatch.undo()
+        return
+    data = lab.userdb_path.read_bytes()
+    start = data.index(b"\nvictim@example.com\t") + 1
+    end = data.index(b"\n", start) + 1
+    old_line = data[start:end]
+    key = b"victim@example.com"
+    new_line = key + b"\t" + b"|".join(
+        b"systempw=" + pw(lab, "md5-crypt", "victim-new").encode() if item.startswith(b"systempw=") else item
+        for item in old_line[len(key) + 1:-1].split(b"|")) + b"\n"
+    Path(journal.pending_path(str(lab.userdb_path))).write_bytes(
+        b"authkit-pending 1 %d %d %d %d\n" % (start, len(key), len(old_line), len(new_line))
+        + key + old_line + new_line)
+    lab.userdb_path.write_bytes(data[:start] + new_line + data[end:])
+
+
+@pytest.mark.parametrize("how", ["killed", "main-journal"])
+def test_a_pending_journal_never_undoes_what_couriers_own_tools_did(courier_lab, monkeypatch, how: str) -> None:  # noqa: ANN001
+    """issue 17 item 1: a change of victim killed before its compiled rename
+    leaves the journal; Courier's ``userdb victim del``, ``userdb above set`` (a
+    longer record above it) and ``makeuserdb``, which know nothing of it, follow.
+    The next change of another user must not bring victim back nor write into
+    above's record: it refuses (111, naming file, account and journal), and so do
+    makeuserdb; ``authkit check`` reports the journal.  Once the administrator
+    removes it, changes go through."""
+    from authkit.errors import TemporaryFailure
+    from authkit.userdb import journal
+    from authkit.userdb.source import UserdbSource
+
+    lab = courier_lab
+    lab.add_user("above@example.com", "above-pw")
+    lab.add_user("victim@example.com", "victim-old")
+    lab.add_user("other@example.com", "other-pw")
+    lab.makeuserdb()
+    _leave_an_interrupted_change(lab, how, monkeypatch)
+    marker = Path(journal.pending_path(str(lab.userdb_path)))
+    assert marker.exists()
+    lab.userdb("victim@example.com", "del")
+    lab.userdb("above@example.com", "set", "mail=/a/much/longer/maildir/than/before")
+    lab.makeuserdb()
+    lab.start_daemon()
+    before = lab.userdb_path.read_bytes(), compiled(lab)
+    source = UserdbSource(str(lab.userdb_path))
+    with pytest.raises(TemporaryFailure) as refused:
+        source.change_password("other@example.com", b"other-pw", b"other-new")
+    message = str(refused.value)
+    assert str(lab.userdb_path) in message and "victim@example.com" in message and str(marker) in message
+    assert (lab.userdb_path.read_bytes(), compiled(lab)) == before and marker.exists()
+    proc = authkit(lab, "makeuserdb", check=False)
+    assert proc.returncode == 111 and str(marker).encode() in proc.stderr, proc.stderr
+    proc = authkit(lab, "check", check=False)
+    assert proc.returncode == 1 and str(marker).encode() in proc.stderr, proc.stderr
+    # Courier's daemon: victim is gone for good, the neighbours log in
+    assert lab.authtest("victim@example.com", "victim-old").returncode == 1
+    assert lab.authtest("victim@example.com", "victim-new").returncode == 1
+    assert lab.authtest("above@example.com", "above-pw").returncode == 0
+    assert lab.authtest("other@example.com", "other-pw").returncode == 0
+    marker.unlink()  # what the message says to do, after looking at victim's record
+    source.change_password("other@example.com", b"other-pw", b"other-new")
+    assert lab.authtest("other@example.com", "other-new").returncode == 0
+    assert lab.authtest("victim@example.com", "victim-old").returncode == 1
+    assert lab.authtest("above@example.com", "above-pw").returncode == 0
+    assert b"victim@example.com" not in lab.userdb_path.read_bytes()
+    assert authkit(lab, "check", "--compiled").returncode == 0
+
+
+def test_a_reader_allowed_by_an_acl_still_reads_after_every_rewrite(courier_lab) -> None:  # noqa: ANN001
+    """issue 17 item 9: ``setfacl -m u:nobody:r`` on the text and the compiled
+    pair; after a password change (text rewrite + copy-on-write of the shadow
+    file), a field change (userdb.dat) and makeuserdb, nobody still reads them."""
+    import shutil
+
+    if not (shutil.which("setfacl") and shutil.which("getfacl") and shutil.which("setpriv")):
+        pytest.skip("needs setfacl/getfacl (package acl) and setpriv")
+    lab = courier_lab
+    lab.add_user("andrew@example.com", "old-pw")
+    lab.makeuserdb()
+    paths = (lab.userdb_path, lab.dat_path, lab.shadow_path)
+    for path in paths:
+        subprocess.run(["setfacl", "-m", "u:nobody:r", str(path)], check=True)
+
+    def nobody_reads(path: Path) -> bool:
+        return lab.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat",
+                        f"/etc/courier/{path.name}"], check=False).returncode == 0
+
+    def acl(path: Path) -> bytes:
+        return subprocess.run(["getfacl", "-cp", str(path)], check=True, capture_output=True).stdout
+
+    acls = [acl(p) for p in paths]
+    assert all(nobody_reads(p) for p in paths) and all(b"user:nobody:r--" in a for a in acls)
+    authkit(lab, "test", "andrew@example.com", "old-pw", "N3w-pw-long")
+    authkit(lab, "userdb", "andrew@example.com", "set", "mail=/new/Maildir")
+    assert [acl(p) for p in paths] == acls
+    assert all(nobody_reads(p) for p in paths)
+    subprocess.run(["setfacl", "-b", str(lab.userdb_path)], check=True)  # makeuserdb wants a 0600 text
+    os.chmod(lab.userdb_path, 0o600)
+    authkit(lab, "makeuserdb")
+    assert [acl(p) for p in paths[1:]] == acls[1:] and nobody_reads(lab.shadow_path)
+    lab.start_daemon()
+    assert lab.authtest("andrew@example.com", "N3w-pw-long").returncode == 0

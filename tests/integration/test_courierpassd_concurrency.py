@@ -202,7 +202,7 @@ def _kill_during_changes(lab, name: str, attempts: int, check, resync: bool = Fa
 
 
 def test_sigkill_during_the_change_leaves_old_or_new_and_no_stale_lock(courier_lab) -> None:
-    from authkit.userdb.edit import FileLock, compiled_lock_path, text_lock_path
+    from authkit.userdb.locks import FileLock, compiled_lock_path, text_lock_path
 
     name = "victim@example.com"
     setup_lab(courier_lab, [name, "bystander@example.com"])

@@ -519,3 +519,33 @@ def test_hmac_state_module_imports_only_cheap_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(REPO)], capture_output=True, text=True, check=True).stdout.split()
     assert [m for m in HEAVY if m in out] == []
+
+
+# ------------------------------------------------------------------ OpenLDAP {SMD5}
+
+def test_smd5_from_slappasswd_verifies() -> None:
+    # `slappasswd -h '{SMD5}' -s pw` (OpenLDAP 2.5, Debian 12): 4-byte salt
+    stored = "{SMD5}0syj5dTUR0UYYqto//uT5YwLDr8="
+    assert identify_scheme(stored) == "SMD5"
+    assert verify_password(b"pw", stored)
+    assert verify_password(b"pw", "{smd5}" + stored[6:])
+    assert not verify_password(b"pW", stored)
+    assert not verify_password(b"pw", "{SMD5}" + stored[7:])
+
+
+@pytest.mark.parametrize("salt", [b"s", b"salt", b"salt-of-16-bytes"])
+def test_smd5_any_salt_length_and_no_salt_never(salt: bytes) -> None:
+    import base64
+    import hashlib
+
+    stored = "{SMD5}" + base64.b64encode(hashlib.md5(b"pw" + salt).digest() + salt).decode()
+    assert verify_password(b"pw", stored)
+    assert not verify_password(b"px", stored)
+    unsalted = "{SMD5}" + base64.b64encode(hashlib.md5(b"pw").digest()).decode()
+    assert not verify_password(b"pw", unsalted)
+
+
+def test_smd5_is_verified_but_never_made() -> None:
+    assert "SMD5" not in SCHEMES
+    with pytest.raises(ValueError):
+        make_password_hash(b"pw", "SMD5")

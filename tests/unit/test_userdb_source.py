@@ -165,3 +165,42 @@ def test_change_password_with_wrong_old_password_writes_nothing(userdb):
     with pytest.raises(BadPassword):
         UserdbSource(str(userdb)).change_password("andrew@example.com", b"wrong", b"whatever1", "login")
     assert userdb.read_bytes() == before
+
+
+def test_change_password_verifies_the_old_password_once_and_applies_the_policy_inside(tmp_path, monkeypatch):
+    """issue 16: the source decides inside the locked change: one verification
+    of the old password, then ``check_account`` with the account it opened; a
+    refusal there writes nothing."""
+    from authkit import schemes
+    from authkit.errors import PolicyRefused
+    from authkit.policy import check_uid
+
+    sha = make_password_hash(b"old-secret", "sha512-crypt")
+    userdb = write_userdb(tmp_path / "userdb", [f"u\tuid=500|gid=500|home=/h|systempw={sha}"])
+    calls = []
+    real_verify = schemes.verify_password
+    monkeypatch.setattr(schemes, "verify_password", lambda *a: calls.append(a) or real_verify(*a))
+    seen = []
+    source = UserdbSource(str(userdb))
+    source.change_password("u", b"old-secret", b"new-secret", check_account=seen.append)
+    assert len(calls) == 1 and [a.uid for a in seen] == [500]
+    before = userdb.read_bytes()
+
+    class Settings:
+        min_uid = 1000
+
+    with pytest.raises(PolicyRefused):
+        source.change_password("u", b"new-secret", b"third-secret", check_account=lambda a: check_uid(a, Settings))
+    assert userdb.read_bytes() == before
+
+
+def test_change_password_changes_the_field_the_old_password_was_checked_against(tmp_path):
+    """issue 16: the field comes from Account's rule (``imappw`` without ``=`` is
+    no password field, so imap logins use systempw), not from a copy of it."""
+    sha = make_password_hash(b"old-secret", "sha512-crypt")
+    userdb = write_userdb(tmp_path / "userdb", [f"u\tuid=500|gid=500|home=/h|imappw|systempw={sha}"])
+    source = UserdbSource(str(userdb))
+    source.change_password("u", b"old-secret", b"new-secret", "imap")
+    fields = userdb.read_bytes().rstrip(b"\n").split(b"\t")[1].split(b"|")
+    assert fields[3] == b"imappw" and fields[4].startswith(b"systempw=$6$")
+    assert source.authenticate("u", b"new-secret", "imap") and source.authenticate("u", b"new-secret", "pop3")
