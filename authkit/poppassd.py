@@ -65,11 +65,18 @@ CHANGING = "CHANGING"  # waiting for the caller to commit the change
 WANT_QUIT = "WANT_QUIT"  # the change is committed
 CLOSED = "CLOSED"
 
-#: (state, trigger) -> next state.  Triggers are client keywords (``user``,
-#: ``pass``, ``newpass``, ``quit``), caller verdicts (``old_ok``, ``old_refused``,
-#: ``changed``, ``change_refused``, ``server_error``) and ``error``/``eof``/
-#: ``timeout``.  Any (state, trigger) pair not listed is a protocol error, which
-#: closes the session.
+#: The states in which the client is expected to send a line.
+OPEN_STATES = (WANT_USER, WANT_PASS, WANT_NEWPASS, WANT_QUIT)
+
+#: (state, trigger) -> next state: every state change of the session, closing
+#: ones included (h11's rule 1).  Triggers are client keywords (``user``,
+#: ``pass``, ``newpass``, ``quit``), caller verdicts (``old_ok``,
+#: ``old_refused``, ``changed``, ``change_refused``, ``server_error``), the
+#: policy refusal of a new password (``policy``) and, in every open state,
+#: ``error`` (a protocol error: wrong keyword, missing argument, line or
+#: argument too long), ``eof``, ``timeout`` and ``shutdown``.  A caller verdict
+#: nobody asked for raises :class:`PoppassdProtocolError`; a client line that has
+#: no transition is answered with the state's refusal and ``error``.
 TRANSITIONS: dict[tuple[str, str], str] = {
     (WANT_USER, "user"): WANT_PASS,
     (WANT_PASS, "pass"): VERIFYING,
@@ -86,6 +93,8 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (WANT_USER, "quit"): CLOSED,
     (WANT_PASS, "quit"): CLOSED,
     (WANT_NEWPASS, "quit"): CLOSED,
+    **{(state, trigger): CLOSED for state in OPEN_STATES
+       for trigger in ("error", "eof", "timeout", "shutdown")},
 }
 
 # -- replies ------------------------------------------------------------------
@@ -267,13 +276,13 @@ class PoppassdSession:
         """The client said nothing for too long: a 500 and Close."""
         if self.state in (CLOSED, VERIFYING, CHANGING):
             return []
-        return self._fail(TIMEOUT, TIMED_OUT)
+        return self._fail("timeout", TIMEOUT, TIMED_OUT)
 
     def shutdown(self) -> list:
         """The server is stopping: a 500 and Close (unless mid-change)."""
         if self.state in (CLOSED, VERIFYING, CHANGING):
             return []
-        return self._fail(SHUTTING_DOWN, ABORTED, "server shutdown")
+        return self._fail("shutdown", SHUTTING_DOWN, ABORTED, "server shutdown")
 
     # -- verdicts from the caller -------------------------------------------------
 
@@ -315,7 +324,7 @@ class PoppassdSession:
         self.state = new
 
     def _closing(self, reply: Reply, outcome: str, detail: str = "", delay: bool = False) -> list:
-        self.state = CLOSED
+        """The last actions (after a transition to CLOSED): the reply, then Close."""
         self.outcome = outcome
         self._buffer.clear()
         actions: list = []
@@ -324,8 +333,8 @@ class PoppassdSession:
         actions += [reply, Close(outcome, detail)]
         return actions
 
-    def _fail(self, reply: Reply, outcome: str, detail: str = "") -> list:
-        self.state = CLOSED
+    def _fail(self, trigger: str, reply: Reply, outcome: str, detail: str = "") -> list:
+        self._transition(trigger)
         return self._closing(reply, outcome, detail)
 
     def _process(self) -> list:
@@ -336,7 +345,7 @@ class PoppassdSession:
                 if len(self._buffer) > MAX_LINE + 1 or (
                     len(self._buffer) == MAX_LINE + 1 and not self._buffer.endswith(b"\r")
                 ):
-                    return actions + self._fail(LINE_TOO_LONG, PROTOCOL_ERROR, "line too long")
+                    return actions + self._fail("error", LINE_TOO_LONG, PROTOCOL_ERROR, "line too long")
                 if self._eof:
                     if self.state == WANT_QUIT:
                         return actions + self._closing_quiet(CHANGED)
@@ -347,12 +356,12 @@ class PoppassdSession:
             if line.endswith(b"\r"):
                 line = line[:-1]
             if len(line) > MAX_LINE:
-                return actions + self._fail(LINE_TOO_LONG, PROTOCOL_ERROR, "line too long")
+                return actions + self._fail("error", LINE_TOO_LONG, PROTOCOL_ERROR, "line too long")
             actions += self._line(line)
         return actions
 
     def _closing_quiet(self, outcome: str, detail: str = "") -> list:
-        self.state = CLOSED
+        self._transition("eof")
         self.outcome = outcome
         self._buffer.clear()
         return [Close(outcome, detail)]
@@ -367,12 +376,12 @@ class PoppassdSession:
             return [BYE, Close(outcome, "" if outcome == CHANGED else "quit")]
         if keyword != expected or not argument.strip(b" \t"):
             outcome = CHANGED if self.state == WANT_QUIT else PROTOCOL_ERROR
-            return self._fail(refusal, outcome, "" if outcome == CHANGED else f"{keyword or 'empty line'} in {self.state}")
+            return self._fail("error", refusal, outcome, "" if outcome == CHANGED else f"{keyword or 'empty line'} in {self.state}")
         settings = self.settings
         if self.state == WANT_USER:
             user = _decode(argument)
             if len(user) > settings.max_username_length:
-                return self._fail(username_too_long(settings.max_username_length), PROTOCOL_ERROR, "username too long")
+                return self._fail("error", username_too_long(settings.max_username_length), PROTOCOL_ERROR, "username too long")
             self.user = user
             self._transition("user")
             return [PASSWORD_PLEASE]
@@ -382,7 +391,7 @@ class PoppassdSession:
             return [VerifyOld(self.user or "", argument)]
         # WANT_NEWPASS
         if len(_decode(argument)) > settings.max_password_length:
-            return self._fail(password_too_long(settings.max_password_length), PROTOCOL_ERROR, "password too long")
+            return self._fail("error", password_too_long(settings.max_password_length), PROTOCOL_ERROR, "password too long")
         try:
             check_new_password(self._old, argument, settings)
         except PolicyRefused as exc:
@@ -408,6 +417,7 @@ __all__ = [
     "ChangePassword",
     "Close",
     "TRANSITIONS",
+    "OPEN_STATES",
     "EXPECTED",
     "MAX_LINE",
     "greeting",

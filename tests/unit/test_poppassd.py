@@ -400,3 +400,41 @@ def test_non_utf8_username_is_carried_losslessly() -> None:
 def test_every_transition_target_is_a_known_state() -> None:
     states = {s for s, _ in TRANSITIONS} | set(TRANSITIONS.values())
     assert states == {"WANT_USER", "WANT_PASS", "VERIFYING", "WANT_NEWPASS", "CHANGING", WANT_QUIT, CLOSED}
+
+
+def test_every_state_change_goes_through_the_table() -> None:
+    """Issue 16: the closing transitions (timeout, shutdown, EOF, protocol errors)
+    bypassed TRANSITIONS.  Now only _transition assigns the state (and __init__
+    the first one), and every open state has its closing triggers."""
+    import inspect
+
+    import authkit.poppassd as module
+
+    source = inspect.getsource(module.PoppassdSession)
+    assert source.count("self.state = ") == 2  # __init__ and _transition
+    for state in module.OPEN_STATES:
+        for trigger in ("error", "eof", "timeout", "shutdown", "quit"):
+            assert TRANSITIONS[(state, trigger)] == CLOSED, (state, trigger)
+    seen = []
+    original = PoppassdSession._transition
+
+    def spy(self, trigger):  # noqa: ANN001
+        seen.append((self.state, trigger))
+        original(self, trigger)
+
+    PoppassdSession._transition = spy
+    try:
+        for data, trigger in ((b"user x\n" + b"y" * 2000, "error"), (b"user x\n", "eof"), (b"bogus\n", "error")):
+            session = make()
+            session.receive_data(data)
+            if trigger == "eof":
+                session.receive_data(b"")
+            assert session.state == CLOSED and seen[-1][1] == trigger
+        session = make()
+        session.timeout()
+        assert seen[-1] == (module.WANT_USER, "timeout")
+        session = make()
+        session.shutdown()
+        assert seen[-1] == (module.WANT_USER, "shutdown")
+    finally:
+        PoppassdSession._transition = original
