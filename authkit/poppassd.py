@@ -42,8 +42,6 @@ log (authkit.cli.courierpassd does those).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .errors import PolicyRefused
 from .policy import check_new_password
 from .printable import printable
@@ -97,14 +95,55 @@ TRANSITIONS: dict[tuple[str, str], str] = {
        for trigger in ("error", "eof", "timeout", "shutdown")},
 }
 
+# -- values -------------------------------------------------------------------
+
+
+class _Value:
+    """An immutable value with ``__slots__``, compared and hashed by its fields
+    (what ``@dataclass(frozen=True, slots=True)`` gives, without importing
+    dataclasses, re and inspect on courierpassd's per-connection path).
+    ``_hidden`` fields are left out of ``repr`` (passwords)."""
+
+    __slots__: tuple = ()
+    _hidden: tuple = ()
+
+    def __init__(self, *values: object) -> None:
+        defaults = getattr(self, "_defaults", ())
+        missing = len(self.__slots__) - len(values)
+        if missing < 0 or missing > len(defaults):
+            raise TypeError(f"{type(self).__name__} takes {len(self.__slots__)} values")
+        values = values + tuple(defaults[len(defaults) - missing:]) if missing else values
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._values()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__
+                          if name not in self._hidden)
+        return f"{type(self).__name__}({inner})"
+
+
 # -- replies ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(_Value):
     """One reply line.  Fields: ``code`` (200 or 500), ``text``.  ``data`` is the
     line as sent, ending in CRLF."""
 
+    __slots__ = ("code", "text")
     code: int
     text: str
 
@@ -165,42 +204,45 @@ ABORTED = "aborted"  # the client left (EOF or quit) before a change
 # -- actions ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Delay:
+class Delay(_Value):
     """Pause before carrying out the next action.  ``seconds`` counts from the
     moment the caller received the :class:`VerifyOld` or :class:`ChangePassword`
     that led here, so that the refusal leaves at the same time whatever the
     verification cost (unknown user, wrong password and low uid look alike)."""
 
+    __slots__ = ("seconds",)
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyOld:
+class VerifyOld(_Value):
     """Check ``old`` for ``user`` (and the uid policy).  Fields ``user`` (str,
     UTF-8 with surrogateescape for other bytes), ``old`` (bytes; never in repr)."""
 
+    __slots__ = ("user", "old")
+    _hidden = ("old",)
     user: str
-    old: bytes = field(repr=False)
+    old: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ChangePassword:
+class ChangePassword(_Value):
     """Change ``user``'s password from ``old`` to ``new`` and make it durable
     before reporting back.  Passwords are never in repr."""
 
+    __slots__ = ("user", "old", "new")
+    _hidden = ("old", "new")
     user: str
-    old: bytes = field(repr=False)
-    new: bytes = field(repr=False)
+    old: bytes
+    new: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
+class Close(_Value):
     """The session is over: close the connection.  ``outcome`` is one of the
     outcome constants; ``detail`` a short log-safe reason ("" if none)."""
 
+    __slots__ = ("outcome", "detail")
+    _defaults = ("",)
     outcome: str
-    detail: str = ""
+    detail: str
 
 
 class PoppassdProtocolError(Exception):

@@ -418,3 +418,20 @@ def test_listen_tls_with_client_certificate_check(conf: Path, pki: Path) -> None
         rc, log = server.stop()
     assert rc == 0 and "result=tls-error" in log
     assert works(conf, "andrew@example.com", NEW)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="Debian python3 missing")
+def test_a_stdio_session_imports_none_of_the_heavy_modules(conf: Path) -> None:
+    """courierpassd runs once per connection under tcpserver/xinetd: no argparse
+    (issue 16: it parsed its options with argparse), no dataclasses/re/inspect
+    (the dialogue's values), no logging."""
+    proc = subprocess.run(["/usr/bin/python3", "-I", "-S", "-X", "importtime", str(BIN), "--config", str(conf),
+                           "--stderr"], input=b"user andrew@example.com\npass wrong-one\n",
+                          capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert proc.stdout.endswith(b"500 Old password is incorrect\r\n")
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.decode().splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert "authkit.poppassd" in imported and "authkit.userdb.source" in imported
+    heavy = {"argparse", "logging", "dataclasses", "typing", "re", "inspect", "hashlib", "base64",
+             "passlib", "ldap3", "psycopg", "asyncio"}
+    assert not imported & heavy, sorted(imported & heavy)
