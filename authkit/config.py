@@ -145,8 +145,13 @@ _BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
 
 class Settings:
     """The settings of one program run.  Attributes are the keys of the config
-    file (see the module docstring); ``config_file`` is the file read, or "";
-    ``source_kind`` and ``source_path`` name the account source chosen."""
+    file (see the module docstring) and three more: ``config_file``, the file
+    read ("" if none); ``source_kind``, the kind of account source chosen
+    (``source`` is what the file says: it may be empty, to be inferred, or a
+    chain); ``source_path``, derived, not stored: the chosen source's own key
+    (``userdb`` for a userdb, ``authdaemon_socket`` for authdaemond, "" for
+    the other kinds).  Choosing a source writes its path into that key, so a
+    path has one name."""
 
     source: str
     userdb: str
@@ -174,11 +179,36 @@ class Settings:
             raise TypeError(f"unknown settings: {', '.join(sorted(values))}")
         self.config_file = ""
         self.source_kind = ""
-        self.source_path = ""
+
+    @property
+    def source_path(self) -> str:
+        """The path of the chosen source: ``userdb`` or ``authdaemon_socket``
+        by ``source_kind``, else ""."""
+        key = _PATH_KEYS.get(self.source_kind)
+        return getattr(self, key) if key else ""
+
+    @source_path.setter
+    def source_path(self, path: str) -> None:
+        key = _PATH_KEYS.get(self.source_kind)
+        if key is None:
+            raise AttributeError(f"a {self.source_kind or 'unchosen'} source has no path")
+        setattr(self, key, path)
+
+    def choose(self, kind: str, path: str = "") -> "Settings":
+        """Record the chosen source (and its path, for a userdb or authdaemond);
+        return self."""
+        self.source_kind = kind
+        if path:
+            self.source_path = path
+        return self
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{key}={getattr(self, key)!r}" for key in _SCHEMA)
         return f"Settings({inner}, source_kind={self.source_kind!r}, source_path={self.source_path!r})"
+
+
+#: The key holding the path of each source kind that has one.
+_PATH_KEYS = {"userdb": "userdb", "authdaemon": "authdaemon_socket"}
 
 
 #: The least value of a numeric key.  Every number must be finite (no inf, no
@@ -310,10 +340,14 @@ def trusted_environ(environ: "Mapping[str, str] | None" = None) -> "Mapping[str,
     return {key: value for key, value in env.items() if not key.startswith("AUTHKIT_")}
 
 
-def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | None" = None) -> Settings:
-    """Settings with the account source chosen as the module docstring says.
-    Raises ``ConfigError`` for an unreadable or malformed config file or when no
-    source can be found."""
+def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | None" = None,
+                  *, userdb: str | None = None, require_source: bool = True) -> Settings:
+    """Settings with the account source chosen as the module docstring says:
+    the one resolver of every program.  ``userdb`` (the admin command's
+    ``--userdb``) is a userdb chosen on top of every rule; the policy still
+    comes from the config file the rules read.  Raises ``ConfigError`` for an
+    unreadable or malformed config file, and, with ``require_source``, when no
+    source can be found (without it, ``source_kind`` is then "")."""
     env = trusted_environ(environ)
     file_values: dict[str, object] = {}
     file_decides = False
@@ -328,28 +362,22 @@ def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | 
     settings = Settings(**file_values)
     settings.config_file = config_path or ""
 
+    if userdb:
+        return settings.choose("userdb", userdb.rstrip("/") or "/")
     if not file_decides:
         if env.get("AUTHKIT_AUTHDAEMON"):
-            settings.source_kind, settings.source_path = "authdaemon", env["AUTHKIT_AUTHDAEMON"]
-            return settings
+            return settings.choose("authdaemon", env["AUTHKIT_AUTHDAEMON"])
         if env.get("AUTHKIT_USERDB"):
-            settings.source_kind, settings.source_path = "userdb", env["AUTHKIT_USERDB"]
-            return settings
+            return settings.choose("userdb", env["AUTHKIT_USERDB"])
     if config_path:
         kind = settings.source or ("authdaemon" if settings.authdaemon_socket else "userdb" if settings.userdb else "")
-        if kind == "authdaemon" and settings.authdaemon_socket:
-            settings.source_kind, settings.source_path = kind, settings.authdaemon_socket
-            return settings
-        if kind == "userdb" and settings.userdb:
-            settings.source_kind, settings.source_path = kind, settings.userdb
-            return settings
+        if kind in _PATH_KEYS and getattr(settings, _PATH_KEYS[kind]):
+            return settings.choose(kind)
         if kind in HEAVY_KINDS:
-            settings.source_kind = kind
-            return settings
+            return settings.choose(kind)
         if "," in kind:  # a chain (authkit/chain.py): opened like a heavy kind
-            settings.source_kind = "chain"
-            return settings
-        if file_decides or kind:
+            return settings.choose("chain")
+        if (file_decides or kind) and require_source:
             raise ConfigError(f"{config_path}: names no account source (set userdb or authdaemon_socket)")
     from .authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
 
@@ -357,12 +385,12 @@ def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | 
     # courier:courier): the connection error will then name it.
     socket_path = find_socket(DEFAULT_SOCKETS if DEFAULT_SOCKETS is not None else DEFAULT_SOCKET_PATHS)
     if socket_path:
-        settings.source_kind, settings.source_path = "authdaemon", socket_path
+        return settings.choose("authdaemon", socket_path)
+    for path in DEFAULT_USERDBS:
+        if os.path.exists(path) or os.path.exists(path + ".dat"):
+            return settings.choose("userdb", path)
+    if not require_source:
         return settings
-    for userdb in DEFAULT_USERDBS:
-        if os.path.exists(userdb) or os.path.exists(userdb + ".dat"):
-            settings.source_kind, settings.source_path = "userdb", userdb
-            return settings
     raise ConfigError(
         "no account source: set AUTHKIT_USERDB or AUTHKIT_AUTHDAEMON, or write "
         f"{DEFAULT_CONFIG} (no authdaemond socket or userdb at Courier's default paths)"
@@ -399,7 +427,6 @@ def open_source(
             from .authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
 
             settings.authdaemon_socket = find_socket(DEFAULT_SOCKET_PATHS) or DEFAULT_SOCKET_PATHS[0]
-        settings.source_path = settings.authdaemon_socket
     if settings.source_kind == "authdaemon":
         from .authdaemon.source import AuthdaemonSource
 
