@@ -11,6 +11,9 @@ How a program finds its account source (first match wins):
 5. Courier's defaults: a live authdaemond socket at one of Courier's default paths,
    else ``/etc/courier/userdb``, else ``/usr/local/etc/userdb``.
 
+Every program resolves through :func:`load_settings`; the admin command's
+``--userdb PATH`` is a userdb chosen on top of these rules (``userdb=``).
+
 The settings other than the source (policy, timeouts) come from the config file of
 step 1 or 4 whenever one is in use, else from the defaults below.
 

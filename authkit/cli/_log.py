@@ -15,7 +15,7 @@ escaped, length capped) so that a name cannot forge or disguise a log line.
 from __future__ import annotations
 
 from ..printable import printable
-from ._edge import usage_error, write_all
+from ._edge import write_all
 
 
 def safe(text: str | bytes, limit: int = 128) -> str:
@@ -75,4 +75,4 @@ class EventLog:
             self._write_stderr("debug: " + line)
 
 
-__all__ = ["EventLog", "safe", "usage_error"]  # usage_error lives in ._edge
+__all__ = ["EventLog", "safe"]

@@ -12,8 +12,10 @@ against ``--tls-ca``) in both modes (stdin must then be a socket).
 
 The dialogue is :mod:`authkit.poppassd`; this module only does the I/O: reading
 with an idle timeout, the failure delay, asking the account source, logging one
-event per connection.  Exit status (stdin mode): 0 password changed (or a clean
-quit), 1 refused / protocol error / timeout, 2 usage, 111 temporary failure.
+event per connection.  Exit status (stdin mode): 0 password changed, 1 anything
+else (refused, protocol error, timeout, client gone, quit before a change), 2
+usage, 111 temporary failure.  Options are read by the shared getopt of
+authkit.cli._edge (a connection under inetd starts this program: no argparse).
 """
 
 from __future__ import annotations

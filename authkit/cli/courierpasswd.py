@@ -11,9 +11,9 @@ no prog).  Exit 1: rejected; 2: misuse; 3: Dovecot lookup of an unknown user;
 stderr; never anything on stdout, which is the client's socket under qpsmtpd and
 qmail-smtpd.
 
-This is the per-login path: arguments are parsed by hand and the account source
-is imported only once the input is valid (no argparse, logging, typing, re,
-hashlib, base64 or passlib).
+This is the per-login path: arguments are parsed by the shared getopt of
+authkit.cli._edge and the account source is imported only once the input is
+valid (no argparse, logging, typing, re, hashlib, base64 or passlib).
 """
 
 from __future__ import annotations
