@@ -211,13 +211,20 @@ class Server:
 
     def verify(self, action: pp.VerifyOld, session: pp.PoppassdSession) -> list:
         """Check the old password and the uid policy; the session's verdict."""
-        from ..policy import check_uid
+        from ..policy import check_uid, wait_out_refusal
+
+        started = time.monotonic()
 
         def ask() -> None:
             check_uid(self.source.authenticate(action.user, action.old, self.service), self.settings)
 
-        return self._verdict(session, ask, session.old_password_ok,
-                             lambda exc: session.old_password_refused(pp.LOW_UID))
+        def low_uid(exc: PolicyRefused) -> list:
+            # (the source floors unknown and wrong; a uid refused after a right
+            # password waits as long, whatever bad_pass_delay adds afterwards)
+            wait_out_refusal(started, self.settings.refusal_floor)
+            return session.old_password_refused(pp.LOW_UID)
+
+        return self._verdict(session, ask, session.old_password_ok, low_uid)
 
     def change(self, action: pp.ChangePassword, session: pp.PoppassdSession) -> list:
         """Make the change durable; the session's verdict."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ..checkpassword import (CRAM_HEX_LENGTHS, MAX_INPUT, CramLogin, InputCollector, Lookup,
                              PasswordChange, PlainLogin, parse_request)
@@ -243,6 +244,16 @@ def _failed(attempt: _Attempt, exc: Exception, lookup: bool) -> int:
     return exit_status(exc)
 
 
+def _wait_out(started: float, settings: "Settings | None", lookup: bool) -> None:
+    """Every refused password check lasts ``refusal_floor`` seconds from its
+    start (the source's own floor covers unknown/wrong; this one also covers a
+    uid refused after a right password, and any source kind)."""
+    if started and settings is not None and not lookup:
+        from ..policy import wait_out_refusal
+
+        wait_out_refusal(started, settings.refusal_floor)
+
+
 def main(argv: "Sequence[str] | None" = None) -> int:
     """Run courierpasswd with ``argv`` (default ``sys.argv[1:]``).  Returns the
     exit status, or does not return (exec of prog)."""
@@ -267,6 +278,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     attempt = _Attempt(log, "change" if opts.change else "auth", opts.service)
     lookup = False
     source = None
+    settings = None
+    started = 0.0
     try:
         try:
             data = read_input(0 if opts.stdin else 3)
@@ -294,6 +307,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
 
         source = open_source(settings, on_problem=on_problem)
         log.debug(f"source: {source.description}")
+        started = time.monotonic()
         account = _run(request, opts, source, settings)
         if lookup:
             os.environ["AUTHORIZED"] = "2"
@@ -304,6 +318,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         if opts.prog:  # ids and cwd matter only to the program run next
             _become(account, settings.allow_root_ids)
     except Exception as exc:  # anything unexpected is temporary, never a traceback
+        if isinstance(exc, Rejected):
+            _wait_out(started, settings, lookup)
         return _failed(attempt, exc, lookup)
     finally:
         if source is not None:

@@ -40,11 +40,23 @@ from __future__ import annotations
 import threading
 from _operator import _compare_digest
 
-import ldap3
+from ..errors import ConfigError
+
+try:
+    import ldap3
+except ImportError:  # python3 -IS (bin/authkitd): Debian's python3-ldap3 is in the
+    import site      # system site-packages, which -S leaves off sys.path
+
+    site.addsitepackages(None)  # type: ignore[arg-type]
+    try:
+        import ldap3
+    except ImportError:
+        raise ConfigError("source = ldap needs ldap3: pip install 'authkit[ldap]', "
+                          "or Debian's python3-ldap3") from None
 from ldap3.core import exceptions as ldap_errors
 
 from ..account import CRAM_ALGORITHMS
-from ..errors import AuthError, BadPassword, ConfigError, Misuse, PolicyRefused, TemporaryFailure, UnknownUser
+from ..errors import AuthError, BadPassword, Misuse, PolicyRefused, TemporaryFailure, UnknownUser
 from ..source import AccountSource
 from .filters import enumerate_filter, login_filter
 from .mapping import DirectoryLayout, lower_keys, resolve_global_id
