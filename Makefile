@@ -8,7 +8,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-# Real peers the integration tests run (Debian 12 package names).
+# Real peers the integration tests run (Debian 12 package names).  courier-imap
+# conflicts with dovecot-imapd (both Conflicts: imap-server): only its .deb is
+# fetched, and tests/couriermail.py unpacks it privately.
 DEBIAN_PACKAGES := \
 	courier-authlib courier-authlib-userdb courier-authdaemon \
 	libgdbm6 python3-gdbm python3-venv whois util-linux \
@@ -16,7 +18,7 @@ DEBIAN_PACKAGES := \
 	dovecot-core dovecot-imapd qpsmtpd swaks \
 	php-cli php-net-socket roundcube-plugins poppass-cgi \
 	hyperfine procps time acl openssl systemd \
-	courier-imap courier-pop \
+	courier-pop \
 	slapd ldap-utils courier-authlib-ldap \
 	postgresql courier-authlib-postgresql python3-psycopg \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
@@ -37,6 +39,8 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	      -o Dpkg::Options::=--force-confold $$missing >/dev/null; \
 	  fi; \
+	  ls /var/cache/apt/archives/courier-imap_*.deb >/dev/null 2>&1 || \
+	    apt-get install -y -q --download-only --no-install-recommends courier-imap >/dev/null || true; \
 	else echo "not root or not Debian: skipping package install (integration tests that need them will skip)"; fi
 
 venv: $(VENV)/.installed

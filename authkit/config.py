@@ -61,6 +61,7 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "max_password_length": (int, 128),
     "max_username_length": (int, 64),
     "bad_pass_delay": (float, 3.0),
+    "refusal_floor": (float, 0.25),
     "idle_timeout": (float, 60.0),
     "max_connections": (int, 64),
     "allow_root_ids": (bool, False),
@@ -163,6 +164,7 @@ class Settings:
     max_password_length: int
     max_username_length: int
     bad_pass_delay: float
+    refusal_floor: float
     idle_timeout: float
     max_connections: int
     allow_root_ids: bool
@@ -353,6 +355,7 @@ def open_source(
         default_options=settings.default_options,
         hash_scheme=settings.hash_scheme,
         on_problem=on_problem,  # type: ignore[arg-type]
+        refusal_floor=settings.refusal_floor,
     )
 
 

@@ -98,10 +98,14 @@ class Responder:
     Safe to call from several threads at once when the sources are."""
 
     def __init__(self, source: "AccountSource", modules: "dict[str, AccountSource]",
-                 default_options: str = "") -> None:
+                 default_options: str = "", *, rehash_targets: "list | tuple" = (),
+                 log: object = None, cache: object = None) -> None:
         self.source = source
         self.modules = modules
         self.default_options = default_options
+        self.rehash_targets = list(rehash_targets)
+        self.log = log
+        self.cache = cache
 
     def answer(self, request: server.Request) -> Outcome:
         """The outcome of ``request``; never raises."""
@@ -150,7 +154,36 @@ class Responder:
             return Outcome(server.FAIL_REPLY, "fail", True, request.name, type(exc).__name__)
         reply = server.account_reply(account, default_options=self.default_options,
                                      clear_password=request.password)
+        if self.rehash_targets:
+            self._rehash(account, request)
         return Outcome(reply, "ok", True, request.name)
+
+    def _rehash(self, account: "object", request: server.LoginRequest) -> None:
+        """``rehash_on_login``: a weak stored hash of this password becomes a
+        ``hash_scheme`` hash (authkit.rehash).  Never raises: a failed upgrade
+        is logged and the login stands."""
+        from .rehash import is_weak, rehash_userdb
+
+        stored = account.password_for(request.service)  # type: ignore[attr-defined]
+        for target in self.rehash_targets:
+            if not stored or not is_weak(stored, target.hash_scheme):
+                return
+            try:
+                if target.record(request.name) is None:
+                    continue
+                written = rehash_userdb(target, request.name, request.password, request.service)
+            except Exception as exc:  # noqa: BLE001 - the login must not fail for it
+                if self.log is not None:
+                    self.log.event("rehash", user=request.name, result="failed",  # type: ignore[attr-defined]
+                                   reason=f"{type(exc).__name__}: {exc}")
+                return
+            if written:
+                if self.cache is not None:
+                    self.cache.invalidate(request.name)  # type: ignore[attr-defined]
+                if self.log is not None:
+                    self.log.event("rehash", user=request.name, service=request.service,  # type: ignore[attr-defined]
+                                   result="ok", scheme=target.hash_scheme)
+            return
 
     def _cram(self, request: server.CramRequest) -> Outcome:
         try:

@@ -37,4 +37,23 @@ def check_uid(account: "Account", settings: "Settings") -> None:
         raise PolicyRefused("account uid below the minimum")
 
 
-__all__ = ["check_new_password", "check_uid"]
+#: Seconds a refused password check takes at least (the ``refusal_floor``
+#: setting's default).  Above the costliest verification of the shipped schemes
+#: (bcrypt cost 10: 65-80 ms here, yescrypt: 20-60 ms) with room for a loaded machine.
+REFUSAL_FLOOR = 0.25
+
+
+def wait_out_refusal(started: float, floor: float) -> None:
+    """Sleep until ``floor`` seconds have passed since ``started`` (a
+    ``time.monotonic()`` value taken before the account was looked up), so that
+    a refusal costs the same whether the user is unknown, the password wrong
+    (whatever the stored scheme costs, up to ``floor``), or the account refused
+    by policy after a right password.  Successes are never delayed."""
+    import time
+
+    left = started + floor - time.monotonic()
+    if left > 0:
+        time.sleep(left)
+
+
+__all__ = ["REFUSAL_FLOOR", "check_new_password", "check_uid", "wait_out_refusal"]

@@ -51,7 +51,7 @@ class Authkitd:
     (written to ``<root>/authkit.conf``); ``socket_path`` its socket."""
 
     def __init__(self, root: Path, socket_path: Path | str, config: str,
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, prefix: list[str] | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.socket_path = Path(socket_path)
@@ -60,10 +60,11 @@ class Authkitd:
         self.log_path = self.root / "authkitd.log"
         self.env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.env.update(env or {})
+        self.prefix = list(prefix or [])
         self.proc: subprocess.Popen | None = None
 
     def argv(self) -> list[str]:
-        return [str(BIN), "--config", str(self.config_path), "--socket", str(self.socket_path),
+        return [*self.prefix, str(BIN), "--config", str(self.config_path), "--socket", str(self.socket_path),
                 "--stderr", "-v"]
 
     def start(self, timeout: float = 20) -> "Authkitd":

@@ -5,7 +5,9 @@
 * :mod:`authkit.authdaemon.client`: the socket I/O, one request per connection,
   with Courier's timeouts;
 * :mod:`authkit.authdaemon.source`: :class:`AuthdaemonSource`, the
-  ``AccountSource`` the programs use.
+  ``AccountSource`` the programs use;
+* :mod:`authkit.authdaemon.server`: the daemon's side of the protocol, sans-I/O
+  (request parser, reply builders), served by ``authkit.daemon`` (authkitd).
 
 This package module imports nothing, so importing a submodule costs only what
 that submodule needs.  See docs/authdaemon.md.

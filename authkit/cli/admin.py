@@ -145,11 +145,13 @@ def cmd_userdb(args: "argparse.Namespace") -> int:
     if len(words) < 2:
         raise Misuse("usage: authkit userdb NAME set|unset|del ...")
     target, verb, items = words[0], words[1], words[2:]
+    from ..userdb.text import FORBIDDEN_IN_VALUES, is_account_name
+
     for item in items:
-        if "|" in item or "\n" in item or "\r" in item or "\0" in item:
+        if FORBIDDEN_IN_VALUES.intersection(item):
             raise Misuse("Invalid field or value.")
     name, file_path = _split_target(root, target)
-    if not name or set(name) & set("\t\n\r\0"):
+    if not is_account_name(name):
         raise Misuse("Invalid account name.")
     from ..userdb import edit
 
@@ -161,7 +163,7 @@ def cmd_userdb(args: "argparse.Namespace") -> int:
             field, eq, value = item.partition("=")
             if not eq:
                 value = _read_value(name, field)
-                if "|" in value or "\n" in value or "\r" in value or "\0" in value:
+                if FORBIDDEN_IN_VALUES.intersection(value):
                     raise Misuse("Invalid value.")
             _check_field(field)
             pairs.append((field, value))
@@ -217,16 +219,15 @@ def _show(root: str, target: str | None) -> int:
         for _path, _loc, _lineno, name, _fields in files.iter_lines(root):
             _out(name + "\n")
         return 0
+    from ..userdb.find import find_line, find_record
+
     name, file_path = _split_target(root, target)
-    paths = [file_path] if file_path else [p for p, _l in files.userdb_files(root)]
     key = encode(name)
-    for path in paths:
-        data = files.read_file(path)
-        span = files.find_in_data(data, key)
-        if span is not None:
-            fields = decode(data[span[0] + len(key) + 1: span[1]])
-            _out("".join(item + "\n" for item in fields.split("|") if item))
-            return 0
+    found = find_line(file_path, key) if file_path else find_record(root, key)
+    if found is not None:
+        fields = decode(found[-1])
+        _out("".join(item + "\n" for item in fields.split("|") if item))
+        return 0
     raise UnknownUser(f"no account {name!r} in {root}")
 
 

@@ -123,7 +123,17 @@ def open_generation(config_path: "str | None", socket_path: "str | None", log: o
         modules = dict(zip(source.names, source.members))  # type: ignore[attr-defined]
     else:
         modules = {COURIER_MODULES.get(settings.source_kind, settings.source_kind): source}
-    responder = Responder(source, modules, settings.default_options)
+    userdbs = [member for member in modules.values() if type(member).__name__ == "UserdbSource"]
+    rehash = userdbs if str(settings.rehash_on_login).lower() in YES else []
+    cache = None
+    if settings.cache_ttl > 0:
+        from ..cache import CachingSource, userdb_stamp
+
+        paths = [member.path for member in userdbs]  # type: ignore[attr-defined]
+        source = cache = CachingSource(source, settings.cache_ttl,
+                                       lambda: tuple(userdb_stamp(path) for path in paths))
+    responder = Responder(source, modules, settings.default_options, rehash_targets=rehash,
+                          log=log, cache=cache)
     generation = Generation(
         responder, source_timeout=settings.source_timeout,
         failure_delay=settings.failure_delay, failure_delay_max=settings.failure_delay_max,
@@ -142,7 +152,7 @@ def _preload() -> None:
     cryptlib.prefer_ctypes()
     for name in ("authkit.schemes", "authkit.schemes.unixcrypt", "authkit.schemes.digests",
                  "authkit.schemes.hmacstate", "authkit.userdb.edit", "authkit.userdb.gdbm",
-                 "authkit.userdb.files", "authkit.account"):
+                 "authkit.userdb.files", "authkit.account", "authkit.rehash", "authkit.cache"):
         try:
             importlib.import_module(name)
         except ImportError:

@@ -174,14 +174,18 @@ class Server:
             self.log.debug(traceback.format_exc().replace("\n", " | "))
 
     def verify(self, action: pp.VerifyOld, session: pp.PoppassdSession) -> list:
-        from ..policy import check_uid
+        from ..policy import check_uid, wait_out_refusal
 
+        started = time.monotonic()
         try:
             account = self.source.authenticate(action.user, action.old, self.service)
             check_uid(account, self.settings)
         except UnknownUser:
             return session.old_password_refused(pp.UNKNOWN_USER)
         except PolicyRefused:
+            # (the source floors unknown and wrong; a uid refused after a right
+            # password waits as long, whatever bad_pass_delay adds afterwards)
+            wait_out_refusal(started, self.settings.refusal_floor)
             return session.old_password_refused(pp.LOW_UID)
         except BadPassword:
             return session.old_password_refused(pp.BAD_PASSWORD)

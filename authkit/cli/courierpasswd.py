@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ..checkpassword import CRAM_HEX_LENGTHS, MAX_INPUT, InputCollector, parse_request
 from ..errors import Misuse, PolicyRefused, Rejected, TemporaryFailure, UnknownUser
@@ -237,6 +238,16 @@ def _become(account: "Account", allow_root_ids: bool = False) -> None:
         raise TemporaryFailure(f"cannot chdir to {account.home}: {exc.strerror}") from None
 
 
+def _wait_out(started: float, settings: "Settings | None", lookup: bool) -> None:
+    """Every refused password check lasts ``refusal_floor`` seconds from its
+    start (the source's own floor covers unknown/wrong; this one also covers a
+    uid refused after a right password, and any source kind)."""
+    if started and settings is not None and not lookup:
+        from ..policy import wait_out_refusal
+
+        wait_out_refusal(started, settings.refusal_floor)
+
+
 def main(argv: "Sequence[str] | None" = None) -> int:
     """Run courierpasswd with ``argv`` (default ``sys.argv[1:]``).  Returns the
     exit status, or does not return (exec of prog)."""
@@ -261,6 +272,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     attempt = _Attempt(log, "change" if opts.change else "auth", opts.service)
     lookup = False
     source = None
+    settings = None
+    started = 0.0
     try:
         try:
             data = read_input(0 if opts.stdin else 3)
@@ -288,6 +301,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
 
         source = open_source(settings, on_problem=on_problem)
         log.debug(f"source: {source.description}")
+        started = time.monotonic()
         account = _run(request, opts, source, settings)
         if lookup:
             os.environ["AUTHORIZED"] = "2"
@@ -298,12 +312,15 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         if opts.prog:  # ids and cwd matter only to the program run next
             _become(account, settings.allow_root_ids)
     except UnknownUser:
+        _wait_out(started, settings, lookup)
         attempt.report("rejected", None, 5)
         return 3 if lookup else 1
     except PolicyRefused as exc:
+        _wait_out(started, settings, lookup)
         attempt.report("rejected", str(exc), 5)
         return 1
     except Rejected as exc:
+        _wait_out(started, settings, lookup)
         # a wrong password logs exactly what an unknown user does (not even with -v);
         # only input refused before any name was read (over 512 bytes) gets a reason
         attempt.report("rejected", None if attempt.user is not None else str(exc), 5)

@@ -1,6 +1,9 @@
 """Courier userdb: the text format (``text``), reading it from files and
 directories (``files``), the compiled GDBM pair (``gdbm``, ``compile``), the
-account source (``source``) and the locked editor (``edit``)."""
+account source (``source``) and the locked editor (``edit``), which writes
+through ``locks`` (the lock order), ``atomic`` (replace a file: temporary,
+fsync, rename), ``recordstore`` (one compiled record, copy-on-write) and
+``journal`` (the undo journal and recovery)."""
 
 
 def compiled_paths(root: str) -> tuple[str, str]:

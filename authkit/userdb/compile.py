@@ -34,8 +34,9 @@ Where authkit differs, on purpose:
 
 Memory stays flat as the userdb grows: the text is streamed line by line,
 duplicates are found by GDBM's insert itself (no set of names is kept), and
-libgdbm runs with a fixed bucket cache and ``GDBM_NOMMAP`` (through ctypes; the
-``_gdbm`` module is the fallback), which also halves libgdbm's own time.  The two
+libgdbm runs with a fixed bucket cache and ``GDBM_NOMMAP`` (authkit.userdb.gdbm's
+bulk writes, through ctypes; the ``_gdbm`` module is the fallback), which also
+halves libgdbm's own time.  The two
 files are written by two processes (a forked child writes the shadow file), so a
 1M-account compile uses both cores; ``parallel=False`` does everything in one.
 Figures: bench/README.md, "userdb at scale".
@@ -51,8 +52,16 @@ import stat
 import time
 
 from ..errors import Misuse, TemporaryFailure
-from . import files
-from .text import MalformedLine, split_compiled_bytes, split_line
+from . import files, gdbm
+from .text import (
+    LACKS_FIELDS,
+    decode,
+    first_values,
+    is_account_name,
+    parse_fields,
+    record_problem,
+    split_compiled_bytes,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -124,21 +133,16 @@ def source_files(root: str) -> list[tuple[str, bytes, int]]:
 
 
 def iter_records(sources: list[tuple[str, bytes, int]]) -> "Iterator[tuple[str, int, bytes, bytes, bytes, int]]":
-    """``(path, lineno, name, fields, location, line_bytes)`` of every record line.
-    Raises CompileError at the first malformed line (``file:line: why``)."""
+    """``(path, lineno, name, fields, location, line_bytes)`` of every record line
+    (the one line rule: authkit.userdb.files.iter_file_records).  Raises
+    CompileError at the first malformed line (``file:line: why``)."""
     for path, location, _size in sources:
-        try:
-            handle = open(path, "rb", buffering=1 << 20)
-        except OSError as exc:
-            raise TemporaryFailure(f"cannot read userdb {path}: {exc.strerror}") from None
-        with handle:
-            for lineno, line in enumerate(handle, 1):
-                try:
-                    parts = split_line(line[:-1] if line[-1:] == b"\n" else line)
-                except MalformedLine as exc:
-                    raise CompileError(f"{path}:{lineno}: {exc}") from None
-                if parts is not None:
-                    yield path, lineno, parts[0], parts[1], location, len(line)
+        for lineno, name, fields, size in files.iter_file_records(path, _refuse):
+            yield path, lineno, name, fields, location, size
+
+
+def _refuse(path: str, lineno: int, message: str) -> None:
+    raise CompileError(f"{path}:{lineno}: {message}")
 
 
 def find_first(sources: list[tuple[str, bytes, int]], name: bytes) -> tuple[str, int]:
@@ -153,132 +157,13 @@ def _show(name: bytes) -> str:
     return repr(name.decode("utf-8", "backslashreplace"))
 
 
-class _BulkWriter:
-    """A new GDBM file written the fast way: libgdbm through ctypes with
-    ``GDBM_NOMMAP`` (plain pread/pwrite instead of a memory map that is remapped
-    as the file grows: half the libgdbm time at 1M records, and memory that stays
-    flat).  The file format is the same; only how libgdbm does its I/O differs.
-    ``insert`` is GDBM_INSERT and returns False for a duplicate key."""
-
-    __slots__ = ("path", "_lib", "_db", "_key", "_value", "_store")
-
-    def __init__(self, lib: object, path: str, mode: int) -> None:
-        import ctypes
-
-        self.path = path
-        self._lib = lib
-        ctypes.set_errno(0)
-        self._db = lib.gdbm_open(path.encode("utf-8", "surrogateescape"), 0,
-                                 _GDBM_NEWDB | _GDBM_NOMMAP | _GDBM_CLOEXEC, mode, None)
-        if not self._db:
-            raise TemporaryFailure(f"cannot create {path}: {os.strerror(ctypes.get_errno() or 5)}")
-        os.chmod(path, mode)
-        # A fixed bucket cache (1024 buckets of one 4 KiB block) instead of
-        # libgdbm's auto-sized one: memory stays flat (~15 MB at 1M records instead
-        # of ~45 MB) for about 3% more time.
-        size = ctypes.c_size_t(_CACHE_BUCKETS)
-        lib.gdbm_setopt(self._db, _GDBM_SETCACHESIZE, ctypes.byref(size), ctypes.sizeof(size))
-        self._key = lib.Datum()
-        self._value = lib.Datum()
-        self._store = lib.gdbm_store
-
-    def insert(self, key: bytes, value: bytes) -> bool:
-        k, v = self._key, self._value
-        k.dptr = key
-        k.dsize = len(key)
-        v.dptr = value
-        v.dsize = len(value)
-        result = self._store(self._db, k, v, 0)
-        if result == 0:
-            return True
-        if result == 1:
-            return False
-        raise TemporaryFailure(f"cannot write {self.path}: {self._error()}")
-
-    def _error(self) -> str:
-        import ctypes
-
-        code = ctypes.get_errno()
-        return os.strerror(code) if code else "gdbm_store failed"
-
-    def sync(self) -> None:
-        if self._lib.gdbm_sync(self._db) != 0:
-            raise TemporaryFailure(f"cannot sync {self.path}: {self._error()}")
-
-    def close(self) -> None:
-        db, self._db = self._db, None
-        if db:
-            self._lib.gdbm_close(db)
-
-
-class _FallbackWriter:
-    """The same interface over authkit.userdb.gdbm (the ``_gdbm`` module), used
-    when libgdbm cannot be loaded through ctypes."""
-
-    def __init__(self, path: str, mode: int) -> None:
-        from . import gdbm
-
-        self._writer = gdbm.create(path, mode)
-        self._duplicate = gdbm.DuplicateKey
-
-    def insert(self, key: bytes, value: bytes) -> bool:
-        try:
-            self._writer.insert(key, value)
-        except self._duplicate:
-            return False
-        return True
-
-    def sync(self) -> None:
-        self._writer.sync()
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-_GDBM_NEWDB = 3
-_GDBM_NOMMAP = 0x80
-_GDBM_CLOEXEC = 0x100
-_GDBM_SETCACHESIZE = 1
-_CACHE_BUCKETS = 1024
-_BULK_LIB: object = None
-
-
-def _bulk_lib() -> object:
-    """libgdbm.so.6 with the few functions the bulk writer needs (None if it
-    cannot be loaded)."""
-    global _BULK_LIB
-    if _BULK_LIB is not None:
-        return _BULK_LIB or None
-    try:
-        import ctypes
-
-        lib = ctypes.CDLL("libgdbm.so.6", use_errno=True)
-
-        class Datum(ctypes.Structure):
-            _fields_ = [("dptr", ctypes.c_char_p), ("dsize", ctypes.c_int)]
-
-        lib.Datum = Datum
-        lib.gdbm_open.restype = ctypes.c_void_p
-        lib.gdbm_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
-        lib.gdbm_store.restype = ctypes.c_int
-        lib.gdbm_store.argtypes = [ctypes.c_void_p, Datum, Datum, ctypes.c_int]
-        lib.gdbm_sync.restype = ctypes.c_int
-        lib.gdbm_sync.argtypes = [ctypes.c_void_p]
-        lib.gdbm_close.restype = ctypes.c_int
-        lib.gdbm_close.argtypes = [ctypes.c_void_p]
-        lib.gdbm_setopt.restype = ctypes.c_int
-        lib.gdbm_setopt.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
-        _BULK_LIB = lib
-    except (OSError, AttributeError, ImportError):
-        _BULK_LIB = False
-    return _BULK_LIB or None
-
-
-def _open_bulk(path: str, mode: int) -> "_BulkWriter | _FallbackWriter":
-    lib = _bulk_lib()
-    if lib is None or os.environ.get("AUTHKIT_GDBM_BACKEND") == "_gdbm":
-        return _FallbackWriter(path, mode)
-    return _BulkWriter(lib, path, mode)
+def _open_bulk(path: str, mode: int) -> "gdbm.GdbmWriter":
+    """A new GDBM file for a bulk load, through authkit.userdb.gdbm's one binding
+    (``bulk=True``: GDBM_NOMMAP and a fixed cache through ctypes).
+    ``AUTHKIT_GDBM_BACKEND=_gdbm`` asks for the portable writer (the default
+    backend, with libgdbm's default options) instead."""
+    portable = os.environ.get("AUTHKIT_GDBM_BACKEND") == "_gdbm"
+    return gdbm.create(path, mode, bulk=not portable)
 
 
 def _remove(*paths: str) -> None:
@@ -293,8 +178,8 @@ class _Duplicate(Exception):
     """A name stored twice (args[0] is the name)."""
 
 
-def _feed(sources: list[tuple[str, bytes, int]], main_db: "_BulkWriter | _FallbackWriter | None",
-          shadow_db: "_BulkWriter | _FallbackWriter | None", progress: "Progress | None",
+def _feed(sources: list[tuple[str, bytes, int]], main_db: "gdbm.GdbmWriter | None",
+          shadow_db: "gdbm.GdbmWriter | None", progress: "Progress | None",
           total: int) -> tuple[int, int]:
     """Stream every record of ``sources`` into ``main_db`` and/or ``shadow_db``
     (either may be None).  Returns ``(records, shadow records)``.  Raises
@@ -308,8 +193,8 @@ def _feed(sources: list[tuple[str, bytes, int]], main_db: "_BulkWriter | _Fallba
     records = shadow_records = 0
     done = 0
     next_report = time.monotonic() + 0.2
-    main_insert = main_db.insert if main_db is not None else None
-    shadow_insert = shadow_db.insert if shadow_db is not None else None
+    main_insert = main_db.inserter() if main_db is not None else None
+    shadow_insert = shadow_db.inserter() if shadow_db is not None else None
     for path, location, _size in sources:
         suffix = b"|_=" + location
         try:
@@ -447,9 +332,7 @@ def _start_shadow_child(sources: list[tuple[str, bytes, int]], tmp_shadow: str) 
     """Fork a child that writes the shadow file; returns its pid.  The child
     exits 0 on success, 3 on a malformed line or duplicate (the parent finds and
     reports those itself), 111 on an I/O error."""
-    from . import gdbm
-
-    _bulk_lib()  # load before forking
+    gdbm.bulk_backend()  # load libgdbm before forking
     pid = os.fork()
     if pid:
         return pid
@@ -463,7 +346,7 @@ def _start_shadow_child(sources: list[tuple[str, bytes, int]], tmp_shadow: str) 
         finally:
             shadow_db.close()
         code = 0
-    except (CompileError, _Duplicate, gdbm.DuplicateKey):
+    except (CompileError, _Duplicate):
         code = 3
     except BaseException:
         code = 111
@@ -499,8 +382,11 @@ def _stop_child(pid: int) -> None:
 def check_text(root: str) -> "Iterator[str]":
     """Every problem of the text userdb, as ``file:line: what`` messages (a full
     scan; unlike :func:`compile_userdb` this keeps the set of names in memory):
-    a refused source path, malformed lines, duplicate names, records Courier
-    cannot use (no home/uid/gid, non-numeric uid/gid), a CR before the newline."""
+    a refused source path, malformed lines, duplicate names, a name no lookup
+    accepts (authkit.userdb.text.is_account_name), records every lookup refuses
+    (authkit.userdb.text.record_problem, the check lookups make: no home/uid/gid,
+    a uid or gid that is not a number of at most 10 digits), a CR before the
+    newline."""
     try:
         check_source(root)
     except CompileError as exc:
@@ -510,40 +396,33 @@ def check_text(root: str) -> "Iterator[str]":
     except TemporaryFailure as exc:
         yield str(exc)
         return
+    problems: list[str] = []
+
+    def note(path: str, lineno: int, message: str) -> None:
+        problems.append(f"{path}:{lineno}: {message}")
+
     seen: dict[bytes, tuple[str, int]] = {}
-    for path, location, _size in sources:
-        with open(path, "rb") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if line[-1:] == b"\n":
-                    line = line[:-1]
-                if not line or line[0] == 35:
-                    continue
-                tab = line.find(b"\t")
-                if tab < 0:
-                    if line.strip():
-                        yield f"{path}:{lineno}: no TAB between the name and the fields"
-                    continue
-                if tab == 0:
-                    yield f"{path}:{lineno}: empty account name"
-                    continue
-                name = line[:tab]
-                if name in seen:
-                    first = seen[name]
-                    yield (f"{path}:{lineno}: duplicate account {_show(name)} (first defined at "
-                           f"{first[0]}:{first[1]})")
-                    continue
-                seen[name] = (path, lineno)
-                if line.endswith(b"\r"):
-                    yield f"{path}:{lineno}: carriage return before the newline (it ends up in the last value)"
-                values: dict[bytes, bytes] = {}
-                for item in line[tab + 1:].split(b"|"):
-                    key, _eq, value = item.partition(b"=")
-                    values.setdefault(key, value)
-                uid, gid = values.get(b"uid"), values.get(b"gid")
-                if not values.get(b"home") or uid is None or gid is None:
-                    yield f"{path}:{lineno}: account {_show(name)} lacks home, uid or gid (Courier ignores it)"
-                elif not (uid.isdigit() and gid.isdigit()):
-                    yield f"{path}:{lineno}: account {_show(name)} has a uid or gid that is not a number"
+    for path, _location, _size in sources:
+        for lineno, name, fields, _bytes in files.iter_file_records(path, note):
+            yield from problems
+            problems.clear()
+            if name in seen:
+                first = seen[name]
+                yield (f"{path}:{lineno}: duplicate account {_show(name)} (first defined at "
+                       f"{first[0]}:{first[1]})")
+                continue
+            seen[name] = (path, lineno)
+            if fields.endswith(b"\r"):
+                yield f"{path}:{lineno}: carriage return before the newline (it ends up in the last value)"
+            if not is_account_name(decode(name)):
+                yield f"{path}:{lineno}: account {_show(name)} has a CR or NUL in its name (no lookup finds it)"
+                continue
+            problem = record_problem(first_values(parse_fields(decode(fields))))
+            if problem is not None:
+                suffix = " (Courier ignores it)" if problem == LACKS_FIELDS else ""
+                yield f"{path}:{lineno}: account {_show(name)} {problem}{suffix}"
+        yield from problems
+        problems.clear()
 
 
 def verify_compiled(root: str) -> "Iterator[str]":
@@ -551,8 +430,6 @@ def verify_compiled(root: str) -> "Iterator[str]":
     a record whose ``userdb.dat`` or ``userdbshadow.dat`` value is not what
     makeuserdb would store, and keys of the compiled files that the text lacks.
     The first of duplicate names counts (as in authkit's lookups)."""
-    from . import gdbm
-
     dat_path, shadow_path = files.compiled_paths(root)
     try:
         dat = gdbm.open_reader(dat_path)
@@ -588,14 +465,8 @@ def verify_compiled(root: str) -> "Iterator[str]":
 def _tolerant_records(sources: list[tuple[str, bytes, int]]) -> "Iterator[tuple[str, int, bytes, bytes, bytes, int]]":
     """Like :func:`iter_records` but skipping malformed lines."""
     for path, location, _size in sources:
-        with open(path, "rb") as handle:
-            for lineno, line in enumerate(handle, 1):
-                try:
-                    parts = split_line(line[:-1] if line[-1:] == b"\n" else line)
-                except MalformedLine:
-                    continue
-                if parts is not None:
-                    yield path, lineno, parts[0], parts[1], location, len(line)
+        for lineno, name, fields, size in files.iter_file_records(path):
+            yield path, lineno, name, fields, location, size
 
 
 __all__ = ["CompileError", "CompileResult", "compile_userdb", "split_record", "check_source",

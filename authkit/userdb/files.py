@@ -61,63 +61,46 @@ def userdb_files(root: str) -> list[tuple[str, str]]:
     return found
 
 
-def read_file(path: str) -> bytes:
-    """The whole file; ``TemporaryFailure`` naming it on any error."""
+def iter_file_records(
+    path: str, on_problem: "ProblemHandler | None" = None
+) -> "Iterator[tuple[int, bytes, bytes, int]]":
+    """``(lineno, name, fields, line_bytes)`` of every record line of the text
+    file ``path``, streamed (1 MiB buffer), split by the one line rule
+    (:func:`authkit.userdb.text.split_line`; ``line_bytes`` counts the newline).
+    A malformed line is reported to ``on_problem(path, lineno, message)`` (which
+    may raise to stop) and skipped: it never hides the other accounts."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        handle = open(path, "rb", buffering=1 << 20)
     except OSError as exc:
         raise _os_failure(path, exc) from None
-
-
-def find_in_data(data: bytes, name: bytes) -> tuple[int, int] | None:
-    """Start and end offsets (end excludes the newline) of the first line of
-    ``data`` whose name is exactly ``name``, or None (always None for a name
-    starting with ``#``: such a line is a comment).  A byte-level search: the
-    cost of a lookup in a text userdb is one ``bytes.find`` pass, not a parse."""
-    if name[:1] == b"#":
-        return None  # a "#" line is a comment (a commented-out record), never an account
-    needle = name + b"\t"
-    start = 0
-    while True:
-        hit = data.find(needle, start)
-        if hit < 0:
-            return None
-        if hit == 0 or data[hit - 1 : hit] == b"\n":
-            end = data.find(b"\n", hit)
-            return hit, (len(data) if end < 0 else end)
-        start = hit + 1
-
-
-def line_number(data: bytes, offset: int) -> int:
-    """1-based line number of ``offset`` in ``data``."""
-    return data.count(b"\n", 0, offset) + 1
+    with handle:
+        try:
+            for lineno, line in enumerate(handle, 1):
+                try:
+                    parts = split_line(line[:-1] if line[-1:] == b"\n" else line)
+                except MalformedLine as exc:
+                    if on_problem is not None:
+                        on_problem(path, lineno, str(exc))
+                    continue
+                if parts is not None:
+                    yield lineno, parts[0], parts[1], len(line)
+        except OSError as exc:
+            raise _os_failure(path, exc) from None
 
 
 def iter_lines(
     root: str, on_problem: "ProblemHandler | None" = None
 ) -> "Iterator[tuple[str, str, int, str, str]]":
     """``(path, location, lineno, name, fields)`` of every record line of the
-    userdb, in order.  A malformed line is reported to ``on_problem(path, lineno,
-    message)`` and skipped: it never hides the other accounts."""
+    userdb, in order, decoded (:func:`iter_file_records` for each file)."""
     for path, location in userdb_files(root):
-        data = read_file(path)
-        for lineno, line in enumerate(data.split(b"\n"), 1):
-            try:
-                parts = split_line(line)
-            except MalformedLine as exc:
-                if on_problem is not None:
-                    on_problem(path, lineno, str(exc))
-                continue
-            if parts is not None:
-                yield path, location, lineno, decode(parts[0]), decode(parts[1])
+        for lineno, name, fields, _size in iter_file_records(path, on_problem):
+            yield path, location, lineno, decode(name), decode(fields)
 
 
 __all__ = [
     "compiled_paths",
     "userdb_files",
-    "read_file",
-    "find_in_data",
-    "line_number",
+    "iter_file_records",
     "iter_lines",
 ]

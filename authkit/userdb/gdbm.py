@@ -28,6 +28,18 @@ Errors:
 * neither backend loadable: TemporaryFailure saying what to install;
 * ``insert`` of an existing key: :class:`DuplicateKey`.
 
+Bulk writes (makeuserdb, authkit.userdb.compile): ``create(path, mode,
+bulk=True)`` opens the new file through the ctypes backend with ``GDBM_NOMMAP``
+(plain pread/pwrite instead of a memory map remapped as the file grows: half of
+libgdbm's time at 1M records, and flat memory) and a fixed bucket cache of
+:data:`BULK_CACHE_BUCKETS` (instead of libgdbm's auto-sized one: ~15 MB instead
+of ~45 MB at 1M records, for ~3% more time); the file format is the same.
+:meth:`GdbmWriter.inserter` returns the fastest GDBM_INSERT call of the backend
+(True stored, False for a duplicate key).  ``_gdbm`` cannot set these options:
+it is used for bulk writes only when libgdbm cannot be loaded through ctypes.
+This is the one libgdbm binding: the compiler and the editor both write
+through it.
+
 Not here: the ``f=v|f=v`` record format (authkit.userdb), locking of the text
 userdb, the tmp-file-and-rename dance of makeuserdb.  Close a file before
 ``exec``: the ``_gdbm`` backend cannot set close-on-exec (the ctypes one does).
@@ -44,14 +56,16 @@ except ImportError:  # pragma: no cover - depends on the interpreter's build
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 # gdbm.h (1.23)
 GDBM_READER = 0
 GDBM_WRITER = 1
 GDBM_NEWDB = 3
 GDBM_NOLOCK = 0x40
+GDBM_NOMMAP = 0x80
 GDBM_CLOEXEC = 0x100
+GDBM_SETCACHESIZE = 1
 GDBM_INSERT = 0
 GDBM_REPLACE = 1
 _GDBM_FILE_OPEN_ERROR = 3
@@ -63,6 +77,9 @@ _ENOENT = 2
 
 #: Backend names, in order of preference.
 BACKENDS = ("_gdbm", "ctypes")
+
+#: The bucket cache of a bulk write (buckets of one 4 KiB block each).
+BULK_CACHE_BUCKETS = 1024
 
 #: GDBM header magics at offset 0 (gdbmconst.h: OMAGIC, MAGIC32, MAGIC64 and the
 #: 1.21+ numsync variants), either byte order.
@@ -119,6 +136,16 @@ def available_backends() -> list[str]:
 def default_backend() -> str:
     """``"_gdbm"`` when importable, else ``"ctypes"`` (not checked to load)."""
     return "_gdbm" if _gdbm is not None else "ctypes"
+
+
+def bulk_backend() -> str:
+    """The backend ``create(..., bulk=True)`` uses: ``"ctypes"`` when libgdbm
+    loads (it is loaded now, e.g. before a fork), else ``"_gdbm"``."""
+    try:
+        _ctypes_lib()
+    except TemporaryFailure:
+        return "_gdbm" if _gdbm is not None else "ctypes"
+    return "ctypes"
 
 
 # ---------------------------------------------------------------- public API
@@ -217,6 +244,26 @@ class GdbmWriter(GdbmFile):
         """``store(key, value, replace=False)``."""
         self.store(key, value, replace=False)
 
+    def inserter(self) -> "Callable[[bytes, bytes], bool]":
+        """The fastest GDBM_INSERT of this file, for bulk loads: a callable
+        ``(key, value) -> bool``, False (nothing stored) when the key exists.
+        Raises TemporaryFailure on a write error.  Valid until :meth:`close`."""
+        db = self._handle()
+        path = self.path
+        if self.backend == "ctypes":
+            return db.inserter(path)  # type: ignore[attr-defined]
+
+        def insert(key: bytes, value: bytes) -> bool:
+            try:
+                if key in db:  # type: ignore[operator]
+                    return False  # (the exclusive lock makes check+store safe)
+                db[key] = value  # type: ignore[index]
+            except OSError as exc:
+                raise _failure(path, "write", exc) from None
+            return True
+
+        return insert
+
     def delete(self, key: bytes) -> None:
         """Remove ``key``; KeyError if it is not stored."""
         db = self._handle()
@@ -261,13 +308,21 @@ def open_reader(path: str, *, lock: bool = True, backend: str | None = None) -> 
             time.sleep(_LOCK_RETRY_SLEEP)
 
 
-def create(path: str, mode: int = 0o644, *, backend: str | None = None) -> GdbmWriter:
+def create(path: str, mode: int = 0o644, *, backend: str | None = None, bulk: bool = False) -> GdbmWriter:
     """Create (or truncate) ``path`` as a new, empty GDBM file (GDBM_NEWDB, as
     makedatprog does) with permission bits exactly ``mode`` (never wider while
     being created: the umask only narrows).  Write a temporary name and rename it
-    over the live file; truncating a live file breaks its readers."""
+    over the live file; truncating a live file breaks its readers.
+
+    ``bulk=True``: for writing many records once (makeuserdb): ``GDBM_NOMMAP``
+    and a fixed cache (see the module docstring), through the ctypes backend
+    when it loads (``backend`` is then ignored)."""
     path = _fspath(path)
-    backend_name, db = _open(path, GDBM_NEWDB, mode, backend)
+    if bulk and bulk_backend() == "ctypes":
+        backend_name, db = "ctypes", _CtypesDb.open(path, GDBM_NEWDB | GDBM_NOMMAP, mode,
+                                                    cache_buckets=BULK_CACHE_BUCKETS)
+    else:
+        backend_name, db = _open(path, GDBM_NEWDB, mode, backend)
     writer = GdbmWriter(path, backend_name, db)
     import os
 
@@ -386,7 +441,12 @@ def _ctypes_lib() -> object:
         raise TemporaryFailure(_INSTALL_HINT)
 
     class Datum(ctypes.Structure):
+        """A datum libgdbm returns (malloc'ed: freed after copying)."""
         _fields_ = [("dptr", ctypes.c_void_p), ("dsize", ctypes.c_int)]
+
+    class InDatum(ctypes.Structure):
+        """A datum passed in: ``dptr`` takes bytes directly (no copy, no cast)."""
+        _fields_ = [("dptr", ctypes.c_char_p), ("dsize", ctypes.c_int)]
 
     vp, ci = ctypes.c_void_p, ctypes.c_int
     lib.gdbm_open.restype = vp
@@ -394,15 +454,17 @@ def _ctypes_lib() -> object:
     lib.gdbm_close.restype = ci
     lib.gdbm_close.argtypes = [vp]
     lib.gdbm_fetch.restype = Datum
-    lib.gdbm_fetch.argtypes = [vp, Datum]
+    lib.gdbm_fetch.argtypes = [vp, InDatum]
     lib.gdbm_store.restype = ci
-    lib.gdbm_store.argtypes = [vp, Datum, Datum, ci]
+    lib.gdbm_store.argtypes = [vp, InDatum, InDatum, ci]
     lib.gdbm_delete.restype = ci
-    lib.gdbm_delete.argtypes = [vp, Datum]
+    lib.gdbm_delete.argtypes = [vp, InDatum]
     lib.gdbm_firstkey.restype = Datum
     lib.gdbm_firstkey.argtypes = [vp]
     lib.gdbm_nextkey.restype = Datum
-    lib.gdbm_nextkey.argtypes = [vp, Datum]
+    lib.gdbm_nextkey.argtypes = [vp, InDatum]
+    lib.gdbm_setopt.restype = ci
+    lib.gdbm_setopt.argtypes = [vp, ci, vp, ci]
     lib.gdbm_sync.restype = ci
     lib.gdbm_sync.argtypes = [vp]
     lib.gdbm_errno_location.restype = ctypes.POINTER(ci)
@@ -418,6 +480,7 @@ def _ctypes_lib() -> object:
     lib.free.restype = None
     lib.free.argtypes = [vp]
     lib.Datum = Datum
+    lib.InDatum = InDatum
     lib.ctypes = ctypes
     _LIB = lib
     return lib
@@ -437,7 +500,7 @@ class _CtypesDb:
         self._dbf = dbf
 
     @classmethod
-    def open(cls, path: str, flags: int, mode: int) -> _CtypesDb:
+    def open(cls, path: str, flags: int, mode: int, cache_buckets: int = 0) -> _CtypesDb:
         lib = _ctypes_lib()
         ctypes = lib.ctypes
         ctypes.set_errno(0)
@@ -454,12 +517,34 @@ class _CtypesDb:
 
                 _raise_open_error(path, sys_errno, f"{message}: {os.strerror(sys_errno)}")
             _raise_open_error(path, None, message)
+        if cache_buckets:
+            size = ctypes.c_size_t(cache_buckets)
+            lib.gdbm_setopt(dbf, GDBM_SETCACHESIZE, ctypes.byref(size), ctypes.sizeof(size))
         return cls(lib, dbf)
 
     def _datum(self, data: bytes) -> object:
-        lib = self._lib
-        return lib.Datum(lib.ctypes.cast(lib.ctypes.c_char_p(data), lib.ctypes.c_void_p),
-                         len(data))
+        return self._lib.InDatum(data, len(data))
+
+    def inserter(self, path: str) -> "Callable[[bytes, bytes], bool]":
+        """GDBM_INSERT with two datums reused for every call (the bulk loader's
+        hot path: no allocation but the call itself)."""
+        lib, dbf = self._lib, self._dbf
+        key_datum, value_datum = lib.InDatum(), lib.InDatum()
+        store = lib.gdbm_store
+
+        def insert(key: bytes, value: bytes) -> bool:
+            key_datum.dptr = key
+            key_datum.dsize = len(key)
+            value_datum.dptr = value
+            value_datum.dsize = len(value)
+            result = store(dbf, key_datum, value_datum, GDBM_INSERT)
+            if result == 0:
+                return True
+            if result == 1:
+                return False
+            raise _failure(path, "write", self._error())
+
+        return insert
 
     def _error(self) -> _CtypesError:
         lib = self._lib

@@ -6,8 +6,13 @@ authdaemond reads, so authkit gives the same answers), else from the text userdb
 (a file or a directory).  Password fields live only in the shadow file of a compiled
 userdb; a missing shadow file means no password, as in Courier.
 
-Lookups are exact and case-sensitive.  An unknown user costs one dummy hash
-verification, so that its timing matches a wrong password.
+Lookups are exact and case-sensitive.  A refused password check (unknown user,
+wrong password, no password, wrong CRAM response) costs one dummy hash
+verification when there was nothing to verify, and then lasts at least
+``refusal_floor`` seconds from its start (authkit.policy.wait_out_refusal), so
+that an unknown user and a wrong password take the same time whatever the
+stored schemes cost (issue 17: before, an unknown user cost a sha512-crypt and
+a wrong password the stored scheme, from DES at 0.01 ms to bcrypt at 70 ms).
 
 Password changes are decided here (old password, policy, which fields change)
 and written by :mod:`authkit.userdb.edit` inside its locked change (lock,
@@ -18,8 +23,10 @@ this module.
 from __future__ import annotations
 
 import os
+from time import monotonic
 
-from ..errors import BadPassword, Misuse, TemporaryFailure, UnknownUser
+from ..errors import BadPassword, Misuse, Rejected, TemporaryFailure, UnknownUser
+from ..policy import REFUSAL_FLOOR, wait_out_refusal
 from ..source import AccountSource
 from . import compiled_paths
 from .text import (
@@ -27,6 +34,7 @@ from .text import (
     decode,
     encode,
     first_values,
+    is_account_name,
     make_account,
     parse_fields,
     split_compiled,
@@ -44,8 +52,6 @@ _DUMMY_HASH = (
     "$6$/XfRdOoB2XQcs.Z4$WzK5NOZnDSS12k.9rBnD2VEOV8bNW1IpC/AzyoaMiwev4LE8/"
     "ub6aoom4sWK6OLYKcXqf3ehwZazaJifjf46E."
 )
-
-_BAD_NAME_CHARS = frozenset("\t\n\r\0")
 
 
 def dummy_verify(password: bytes) -> None:
@@ -67,6 +73,8 @@ class UserdbSource(AccountSource):
         hash_scheme: the scheme of new hashes written by :meth:`change_password`.
         on_problem: called as ``on_problem(path, lineno, message)`` for each
             malformed line met while reading text; it never receives a secret.
+        refusal_floor: seconds a refused password check lasts at least
+            (authkit.policy.REFUSAL_FLOOR by default; 0: no floor).
     """
 
     def __init__(
@@ -76,12 +84,14 @@ class UserdbSource(AccountSource):
         default_options: str = "",
         hash_scheme: str = "sha512-crypt",
         on_problem: "Callable[[str, int, str], None] | None" = None,
+        refusal_floor: float | None = None,
     ) -> None:
         self.path = path
         self.dat_path, self.shadow_path = compiled_paths(path)
         self.default_options = default_options
         self.hash_scheme = hash_scheme
         self.on_problem = on_problem
+        self.refusal_floor = REFUSAL_FLOOR if refusal_floor is None else refusal_floor
         self.description = f"userdb {path}"
 
     # -- reading ---------------------------------------------------------------
@@ -110,22 +120,19 @@ class UserdbSource(AccountSource):
         return decode(main), (None if shadow is None else decode(shadow))
 
     def _text_record(self, name: str) -> tuple[str, str | None] | None:
-        from . import files  # only for a text userdb: logins on the compiled pair skip it
+        # only for a text userdb: logins on the compiled pair skip the text modules
+        from .find import find_record
 
-        key = encode(name)
-        for path, location in files.userdb_files(self.path):
-            data = files.read_file(path)
-            span = files.find_in_data(data, key)
-            if span is not None:
-                start, end = span
-                fields = decode(data[start + len(key) + 1 : end])
-                return split_compiled(fields, location)
-        return None
+        found = find_record(self.path, encode(name))  # streamed: memory flat in the file's size
+        if found is None:
+            return None
+        return split_compiled(decode(found[4]), found[1])
 
     def record(self, name: str) -> tuple[str, str | None] | None:
         """The raw ``(main, shadow)`` field strings of ``name`` as Courier's compiled
-        files hold them (computed from the text when there are none), or None."""
-        if not name or _BAD_NAME_CHARS.intersection(name):
+        files hold them (computed from the text when there are none), or None
+        (also for a name :func:`~authkit.userdb.text.is_account_name` refuses)."""
+        if not is_account_name(name):
             return None
         if self.uses_compiled():
             return self._compiled_record(name)
@@ -149,6 +156,17 @@ class UserdbSource(AccountSource):
         return self._account(name, service)
 
     def authenticate(self, name: str, password: bytes, service: str = "login") -> "Account":
+        started = monotonic()
+        try:
+            return self._check_password(name, password, service)
+        except (UnknownUser, BadPassword):
+            wait_out_refusal(started, self.refusal_floor)
+            raise
+
+    def _check_password(self, name: str, password: bytes, service: str) -> "Account":
+        """:meth:`authenticate` without the refusal floor (a change checks the
+        old password under its locks and waits out a refusal after releasing
+        them)."""
         from ..schemes import verify_password
 
         try:
@@ -173,9 +191,15 @@ class UserdbSource(AccountSource):
             raise Misuse(f"unknown CRAM algorithm {algorithm!r} (md5, sha1, sha256)")
         from ..schemes.hmacstate import verify_cram
 
-        account = self._account(name, service)
+        started = monotonic()
+        try:
+            account = self._account(name, service)
+        except UnknownUser:
+            wait_out_refusal(started, self.refusal_floor)
+            raise
         secret = account.hmac_secret_for(service, algorithm)
         if not secret or not verify_cram(secret, algorithm, challenge, response_hex):
+            wait_out_refusal(started, self.refusal_floor)
             raise BadPassword("CRAM response mismatch")
         return account
 
@@ -252,7 +276,7 @@ class UserdbSource(AccountSource):
         def decide(_values: dict[str, str]) -> "list[tuple[str, str]]":
             # Under the locks, after the compiled record was made to agree with
             # the text: the old password is checked as Courier sees the account.
-            account = self.authenticate(name, old, service)  # UnknownUser / BadPassword
+            account = self._check_password(name, old, service)  # UnknownUser / BadPassword
             if check_account is not None:
                 check_account(account)
             field = account.password_field_for(service)
@@ -270,7 +294,12 @@ class UserdbSource(AccountSource):
                             changes.append((hmac_field, hmac_state(new, algorithm)))
             return changes
 
-        update_record(self.path, name, check=decide)
+        started = monotonic()
+        try:
+            update_record(self.path, name, check=decide)
+        except Rejected:  # unknown, wrong old password, or refused by check_account
+            wait_out_refusal(started, self.refusal_floor)  # (after the locks are released)
+            raise
         return self._account(name, service)
 
 

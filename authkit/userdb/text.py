@@ -13,6 +13,13 @@ trip.  Editing (:func:`edit_fields`) keeps every other field byte for byte and i
 its place, unlike Courier's ``userdb`` script, which reorders a record on every
 ``set``.
 
+The record rules live here once, for every reader and writer: the line split
+(:func:`split_line`; makeuserdb's hot loop inlines it and a test pins the two
+together), the account-name rule (:func:`is_account_name`), the forbidden
+characters (:data:`FORBIDDEN_IN_VALUES` and the two derived sets), the check of
+a record's values (:func:`record_problem`, for lookups and ``authkit check``)
+and the split into compiled values (:func:`split_compiled_bytes`).
+
 This module does no I/O and imports nothing but :mod:`authkit.account`.
 """
 
@@ -22,7 +29,7 @@ from ..account import Account, fullname_from_gecos
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable, Sequence
+    from typing import Iterable, Mapping, Sequence
 
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
@@ -121,6 +128,33 @@ class InvalidRecord(ValueError):
     gid that is not a number."""
 
 
+def _is_id(value: str) -> bool:
+    # ASCII digits only, at most 10 of them: more is no 32-bit id (and int()
+    # refuses over 4300 digits); Courier's atol would read garbage as 0, i.e. root
+    return value.isdigit() and value.isascii() and len(value) <= 10
+
+
+#: What :func:`record_problem` answers.
+LACKS_FIELDS = "lacks home, uid or gid"
+BAD_ID = "has a uid or gid that is not a number"
+
+
+def record_problem(values: "Mapping[str, str]") -> str | None:
+    """Why the record with these field values (from :func:`first_values`) is
+    refused, or None when it is usable: :data:`LACKS_FIELDS` or :data:`BAD_ID`.  The one check of a record's values:
+    lookups (:func:`make_account`, text or compiled) and ``authkit check``
+    (authkit.userdb.compile.check_text) both call it, so check reports exactly
+    the records every lookup refuses."""
+    home = values.get("home")
+    uid = values.get("uid")
+    gid = values.get("gid")
+    if not home or uid is None or gid is None:
+        return LACKS_FIELDS
+    if not (_is_id(uid) and _is_id(gid)):
+        return BAD_ID
+    return None
+
+
 def make_account(
     address: str,
     values: dict[str, str],
@@ -131,17 +165,16 @@ def make_account(
     """The :class:`Account` of a parsed record (``values`` from :func:`first_values`;
     for a compiled userdb, ``passwords`` from the shadow record).
 
-    Raises :class:`InvalidRecord` when home, uid or gid is missing or uid/gid is
-    not a decimal number (Courier's ``atol`` would read garbage as 0, i.e. root;
-    authkit refuses such records instead)."""
-    home = values.get("home")
-    uid = values.get("uid")
-    gid = values.get("gid")
-    if not home or uid is None or gid is None:
-        raise InvalidRecord("record lacks home, uid or gid")
-    if not (uid.isdigit() and gid.isdigit() and uid.isascii() and gid.isascii()) or max(len(uid), len(gid)) > 10:
-        # (more than 10 digits is no 32-bit id, and int() refuses over 4300 digits)
-        raise InvalidRecord("uid or gid is not a number")
+    Raises :class:`InvalidRecord` when :func:`record_problem` refuses the record
+    (home, uid or gid missing, uid/gid not a decimal number of at most 10 digits:
+    Courier's ``atol`` would read garbage as 0, i.e. root; authkit refuses such
+    records instead)."""
+    problem = record_problem(values)
+    if problem is not None:
+        raise InvalidRecord("record " + problem)
+    home = values["home"]
+    uid = values["uid"]
+    gid = values["gid"]
     if passwords is None:
         passwords = {k: v for k, v in values.items() if k.endswith("pw")}
     options = values.get("options", "")
@@ -168,8 +201,23 @@ def make_account(
     return account
 
 
+#: The one set of forbidden characters.  A value cannot hold ``|`` (it ends the
+#: field), a line end (LF, CR: it would end or corrupt the line) or NUL (C
+#: strings: Courier's readers stop there).
 FORBIDDEN_IN_VALUES = frozenset("|\n\r\0")
-FORBIDDEN_IN_NAMES = frozenset("|=\t\n\r\0")
+#: A field name cannot hold those, nor ``=`` (it ends the name) or TAB.
+FORBIDDEN_IN_NAMES = FORBIDDEN_IN_VALUES | frozenset("=\t")
+#: An account name ends at its TAB and may hold ``|`` and ``=``; not TAB or a
+#: line end or NUL.
+FORBIDDEN_IN_ACCOUNT_NAMES = frozenset("\t\n\r\0")
+
+
+def is_account_name(name: str) -> bool:
+    """The one account-name rule, for lookups, ``show`` and every edit: not
+    empty, not starting with ``#`` (such a line is a comment: a commented-out
+    record is no account, as for Courier's makeuserdb), and none of
+    :data:`FORBIDDEN_IN_ACCOUNT_NAMES`."""
+    return bool(name) and name[0] != "#" and not FORBIDDEN_IN_ACCOUNT_NAMES.intersection(name)
 
 
 def check_value(value: str) -> None:
@@ -229,6 +277,8 @@ def format_line(name: str, fields: str) -> bytes:
 __all__ = [
     "MalformedLine",
     "InvalidRecord",
+    "record_problem",
+    "is_account_name",
     "split_line",
     "parse_fields",
     "first_values",

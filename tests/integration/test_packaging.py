@@ -7,8 +7,9 @@ setuptools and build), and a fresh Debian-python virtualenv with ``pip install
 throwaway root and examples/demo.sh runs against the unpacked programs.
 
 Whichever way authkit is installed (bin/ of the checkout, the wheel in a venv or
-with ``pip install --user``, the unpacked .deb), each per-login program starts ``/usr/bin/python3 -IS`` and its
-import set holds no heavy module (site, re, argparse, logging...).
+with ``pip install --user``, the unpacked .deb), each per-login program starts
+``/usr/bin/python3 -IS`` and its import set holds no heavy module (site, re,
+argparse, logging...).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess:
 
 def _need_root_debian() -> None:
     if os.geteuid() != 0:
-        pytest.skip("building the .deb needs root (dpkg-buildpackage -b with Rules-Requires-Root: no still runs here as root)")
+        pytest.skip("the Debian package tests run as root (dpkg-buildpackage; the demo then runs as nobody)")
     for tool in ("dpkg-buildpackage", "dpkg-deb", "lintian", "dh", "make", "git"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed (Debian packages debhelper, dh-python, lintian)")
@@ -336,6 +337,40 @@ def test_pip_install_user_programs_run_with_their_library(user_install: Path) ->
         proc = _run([str(user_install / "bin" / name), "-V"], env=BASE_ENV)  # no PYTHONUSERBASE here
         assert proc.returncode == 0 and __version__ in proc.stdout + proc.stderr, (name, proc)
     assert os.access(user_install / "bin" / "getvuserhome.sh", os.X_OK)
+
+
+def _other_python() -> str | None:
+    """A working interpreter of another X.Y than /usr/bin/python3 (3.11 or 3.12: no
+    crypt-r needed), from PATH or pyenv's versions, if this machine has one."""
+    here = _run([PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]).stdout.strip()
+    pyenv = Path(os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))) / "versions"
+    for version in ("3.12", "3.11"):
+        if version == here:
+            continue
+        candidates = [shutil.which(f"python{version}")] + sorted(map(str, pyenv.glob(f"{version}*/bin/python{version}")))
+        for found in filter(None, candidates):
+            if _run([found, "-c", "import venv, ensurepip"], env=BASE_ENV).returncode == 0:
+                return found
+    return None
+
+
+def test_wheel_in_a_venv_of_another_python_version_runs_that_venvs_python(dist: dict, tmp_path: Path) -> None:
+    """/usr/bin/python3 finds no library for its own version and re-executes the
+    virtualenv's python3 -IS (one more start; correct)."""
+    other = _other_python()
+    if other is None or not os.access(PYTHON, os.X_OK):
+        pytest.skip("needs /usr/bin/python3 and a python3.12 of another version on PATH")
+    venv = tmp_path / "venv"
+    assert _run([other, "-m", "venv", str(venv)]).returncode == 0
+    proc = _run([str(venv / "bin/pip"), "install", "-q", "--no-index", "--no-deps", str(dist["wheel"])],
+                env={**BASE_ENV, "PIP_CONFIG_FILE": os.devnull})
+    assert proc.returncode == 0, proc.stderr
+    userdb = tmp_path / "userdb"
+    shutil.copy(REPO / "examples/userdb", userdb)
+    userdb.chmod(0o600)
+    proc = _run([str(venv / "bin/courieruserinfo"), "--homedir", "andrew@example.com"],
+                env={**BASE_ENV, "AUTHKIT_USERDB": str(userdb)})
+    assert (proc.returncode, proc.stdout) == (0, "homedir=/home/vmail/example.com/andrew\n"), proc.stderr
 
 
 def test_wheel_programs_ignore_the_environment(wheel_venv: Path, tmp_path: Path) -> None:

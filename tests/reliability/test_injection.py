@@ -101,8 +101,8 @@ def test_courierpasswd_change_cannot_add_a_field_record_or_line(userdb: Path, co
 
 def test_a_commented_out_record_is_not_an_account(tmp_path: Path) -> None:
     """Regression: '#bob<TAB>...' is a comment to Courier's makeuserdb, but
-    authkit's byte-level lookup found it for the login name '#bob' (fixed in
-    authkit/userdb/files.py find_in_data)."""
+    authkit's byte-level lookup found it for the login name '#bob' (fixed; the
+    rule is now text.is_account_name, applied by the one finder, find.py)."""
     db = make_userdb(tmp_path / "userdb", {"bob": ("bob-old-pw1", 1001)}, scheme="SSHA")
     db.write_bytes(db.read_bytes().replace(b"\nbob\t", b"\n#bob\t"))
     conf = write_config(tmp_path / "c.conf", db, bad_pass_delay=0)

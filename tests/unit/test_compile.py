@@ -245,3 +245,86 @@ def test_fallback_writer_through_authkit_gdbm_gives_the_same_files(tmp_path: Pat
     slow.write_bytes(text)
     compile_userdb(str(slow), parallel=False)
     assert _pairs(slow) == _pairs(fast)
+
+
+# ---------------------------------------------------------------- one rule, one place (issue 16)
+
+RECORDS = [
+    b"uid=1|gid=1|home=/h",
+    b"uid=12345678901|gid=1|home=/h",  # 11 digits: every lookup refuses it
+    b"uid=1|gid=99999999999|home=/h",
+    b"uid=4294967295|gid=0|home=/h",
+    b"uid=1|gid=1",
+    b"uid=|gid=1|home=/h",
+    b"uid=-1|gid=1|home=/h",
+    b"uid=\xd9\xa1|gid=1|home=/h",  # an Arabic-Indic digit: isdigit() but not ASCII
+    b"uid|gid=1|home=/h",
+    b"home=|uid=1|gid=1",
+    b"uid=1|gid=1|home=/h|uid=x",  # the first value counts
+    b"uid=x|uid=1|gid=1|home=/h",
+    b"||uid=1||gid=1|home=/h||",
+    b"systempw=x|uid=1|gid=1|home=/h",
+]
+
+
+def test_check_reports_an_eleven_digit_uid(tmp_path: Path) -> None:
+    # issue 16: `authkit check` was silent about a record every lookup refuses
+    root = _userdb(tmp_path, b"a\tuid=12345678901|gid=1|home=/h\n")
+    assert list(check_text(str(root))) == [f"{root}:1: account 'a' has a uid or gid that is not a number"]
+
+
+@pytest.mark.parametrize("fields", RECORDS)
+def test_check_reports_exactly_the_records_lookups_refuse(tmp_path: Path, fields: bytes) -> None:
+    from authkit.errors import UnknownUser
+    from authkit.userdb.source import UserdbSource
+
+    root = _userdb(tmp_path, b"a\t" + fields + b"\n")
+    text_source = UserdbSource(str(root))
+    try:
+        text_source.lookup("a")
+        refused_text = False
+    except UnknownUser:
+        refused_text = True
+    compile_userdb(str(root))
+    try:
+        UserdbSource(str(root)).lookup("a")
+        refused_compiled = False
+    except UnknownUser:
+        refused_compiled = True
+    reported = list(check_text(str(root)))
+    assert refused_text == refused_compiled == bool(reported), (fields, reported)
+
+
+LINES = [b"", b"#x", b"# x\tuid=1", b"   ", b" \t ", b"\t", b"\tuid=1", b"a", b"a\t", b"a\tb\tc",
+         b"a\r", b"a\tuid=1\r", b" a\tuid=1", b"a \tuid=1", b"\x00\tuid=1", b"a|b\tuid=1|",
+         b"a\tuid=1||", b"a\t|", b"\xff\tsystempw=x|"]
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_the_inlined_hot_loop_splits_lines_like_the_shared_rule(tmp_path: Path, line: bytes) -> None:
+    """makeuserdb's hot loop (_feed) inlines text.split_line: for every line it
+    stores, skips or refuses exactly what the shared rule says, and stores
+    exactly split_compiled_bytes of the fields."""
+    from authkit.userdb.text import MalformedLine, split_compiled_bytes, split_line
+
+    try:
+        parts = split_line(line)
+        why = None
+    except MalformedLine as exc:
+        parts, why = None, str(exc)
+    root = _userdb(tmp_path, b"z\tuid=1|gid=1|home=/h\n" + line + b"\n")
+    for parallel in (False, True):
+        if why is not None:
+            with pytest.raises(CompileError, match=f"^{root}:2: {why}$"):
+                compile_userdb(str(root), parallel=parallel)
+            continue
+        compile_userdb(str(root), parallel=parallel)
+        main, shadow = _pairs(root)
+        expected_main = {b"z": b"uid=1|gid=1|home=/h|_="}
+        expected_shadow = {}
+        if parts is not None:
+            value, secret = split_compiled_bytes(parts[1], b"")
+            expected_main[parts[0]] = value
+            if secret is not None:
+                expected_shadow[parts[0]] = secret
+        assert (main, shadow) == (expected_main, expected_shadow)

@@ -1,13 +1,13 @@
 """authkit.userdb.edit and the modules it writes through (atomic, journal,
-recordstore, locks): the chunked record finder, the in-kernel splice and the undo
-journal of an interrupted change (the SIGKILL loop against Courier's authdaemond
-is in tests/integration/test_admin_courier.py)."""
+recordstore, locks): the in-kernel splice and the undo journal of an
+interrupted change (the record finder is tested in test_userdb_find.py; the
+SIGKILL loop against Courier's authdaemond is in
+tests/integration/test_admin_courier.py)."""
 
 from __future__ import annotations
 
 import errno
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -17,37 +17,6 @@ from authkit.userdb import atomic, edit, gdbm, journal, locks, recordstore
 from authkit.userdb.compile import compile_userdb, verify_compiled
 
 TEXT = b"ab\tx=1\n#c\nabc\tuid=2\nxab\tq\nab2\t\nlast\tz"
-
-
-@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1 << 20])
-def test_find_line_finds_the_first_exact_name_across_chunk_boundaries(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
-    monkeypatch.setattr(edit, "_CHUNK", chunk)
-    path = tmp_path / "u"
-    path.write_bytes(TEXT)
-    assert edit._find_line(str(path), b"ab") == (0, 7, b"x=1")
-    assert edit._find_line(str(path), b"abc") == (10, 20, b"uid=2")
-    assert edit._find_line(str(path), b"ab2") == (26, 31, b"")
-    assert edit._find_line(str(path), b"last") == (31, 37, b"z")  # no final newline
-    for absent in (b"b", b"x", b"nope", b"#c"):
-        assert edit._find_line(str(path), absent) is None
-
-
-def test_find_line_agrees_with_a_naive_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = random.Random(1)
-    path = tmp_path / "u"
-    for chunk in (1, 5, 13):
-        monkeypatch.setattr(edit, "_CHUNK", chunk)
-        lines = [b"u%d\tv=%d" % (rng.randrange(40), i) for i in range(60)]
-        path.write_bytes(b"\n".join(lines) + b"\n")
-        for n in range(40):
-            key, expected, pos = b"u%d" % n, None, 0
-            for line in lines:
-                if line.startswith(key + b"\t"):
-                    expected = (pos, pos + len(line) + 1, line[len(key) + 1:])
-                    break
-                pos += len(line) + 1
-            assert edit._find_line(str(path), key) == expected
 
 
 def test_splice_file_keeps_owner_mode_and_the_rest_byte_for_byte(tmp_path: Path) -> None:
