@@ -147,6 +147,8 @@ def _close(conn: "ldap3.Connection") -> None:
 class LdapSource(AccountSource):
     """Accounts in an LDAP directory (Courier's authldap semantics; module doc).
 
+    ``page_size`` (class attribute, 500) is the RFC 2696 page of ENUMERATE.
+
     Arguments (authkit.conf key, Courier's authldaprc name):
         uris: servers in order (``ldap_uri``, LDAP_URI): ``ldap://host[:port]``
             or ``ldaps://host[:port]``.
@@ -172,6 +174,8 @@ class LdapSource(AccountSource):
     value, a URI that is not ldap:// or ldaps://, or a timeout that is not
     positive.  Nothing is connected until the first request.
     """
+
+    page_size = 500
 
     def __init__(self, uris: "list[str] | str", basedn: str, *, binddn: str = "",
                  bindpw: str = "", timeout: float = 5.0, layout: DirectoryLayout | None = None,
@@ -488,7 +492,7 @@ class LdapSource(AccountSource):
                 if conn is None:
                     conn = self._search_pool.take(fresh=retried)
                 try:
-                    entries = self._search(conn, query, attributes, paged_size=500,
+                    entries = self._search(conn, query, attributes, paged_size=self.page_size,
                                            paged_cookie=cookie)
                 except (ldap_errors.LDAPException, _Unusable, OSError) as exc:
                     self._search_pool.discard(conn)
