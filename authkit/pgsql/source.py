@@ -287,11 +287,13 @@ class PgsqlSource(AccountSource):
 
     def _fetch_row(self, conn: "psycopg.Connection", statement: Statement) -> "tuple | None":
         cur = conn.execute(statement.sql, statement.params)
-        if cur.description is None:
-            raise TemporaryFailure(f"{self.description}: the SELECT returns no rows at all")
-        if len(cur.description) < 6:
+        # pgresult.nfields, not len(cur.description): that builds a Column per
+        # column on every call (a third of a lookup's client time)
+        result = cur.pgresult
+        columns = result.nfields if result is not None else 0
+        if columns < 6:
             raise TemporaryFailure(
-                f"{self.description}: the SELECT returns {len(cur.description)} columns, "
+                f"{self.description}: the SELECT returns {columns} columns, "
                 "Courier's order needs at least 6")
         row = cur.fetchone()
         cur.close()
