@@ -186,7 +186,7 @@ class PgsqlSource(AccountSource):
                  connect_kwargs: "dict[str, str] | None" = None, connect_timeout: float = 10.0,
                  statement_timeout: float = 10.0, client_encoding: str = "UTF8",
                  default_options: str = "", hash_scheme: str = "sha512-crypt",
-                 pool_size: int = 4) -> None:
+                 pool_size: int = 8) -> None:
         kwargs = {k: v for k, v in (connect_kwargs or {}).items() if v}
         try:
             params = psycopg.conninfo.conninfo_to_dict(conninfo, **kwargs)
