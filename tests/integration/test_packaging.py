@@ -7,7 +7,7 @@ setuptools and build), and a fresh Debian-python virtualenv with ``pip install
 throwaway root and examples/demo.sh runs against the unpacked programs.
 
 Whichever way authkit is installed (bin/ of the checkout, the wheel in a venv or
-with ``pip install --user``, the unpacked .deb), each per-login program starts
+with ``pip install --user`` or into the system site, the unpacked .deb), each per-login program starts
 ``/usr/bin/python3 -IS`` and its import set holds no heavy module (site, re,
 argparse, logging...).
 """
@@ -138,6 +138,23 @@ def user_install(dist: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
                      "PIP_CONFIG_FILE": os.devnull})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return base
+
+
+@pytest.fixture(scope="session")
+def system_install(dist: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip install <wheel>`` for /usr/bin/python3's system site, staged with
+    ``--root`` in a private directory (the /usr/local/bin and
+    /usr/local/lib/python3.X/dist-packages layout); returns ROOT/usr/local."""
+    if not os.access(PYTHON, os.X_OK) or _run([PYTHON, "-m", "pip", "--version"]).returncode:
+        pytest.skip("needs /usr/bin/python3 with pip (Debian python3-pip)")
+    root = tmp_path_factory.mktemp("sysroot")
+    proc = _run([PYTHON, "-m", "pip", "install", "-q", "--root", str(root), "--break-system-packages",
+                 "--no-index", "--no-deps", "--no-warn-script-location", str(dist["wheel"])],
+                env={**BASE_ENV, "HOME": str(root), "PIP_NO_CACHE_DIR": "1", "PIP_CONFIG_FILE": os.devnull})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    local = root / "usr" / "local"
+    assert (local / "bin" / "courierpasswd").is_file(), sorted(map(str, root.rglob("*")))[:40]
+    return local
 
 
 # ------------------------------------------------------------------ the .deb
@@ -399,6 +416,8 @@ def _route_dir(route: str, request: pytest.FixtureRequest) -> Path:
         return request.getfixturevalue("wheel_venv") / "bin"
     if route == "user":
         return request.getfixturevalue("user_install") / "bin"
+    if route == "system":
+        return request.getfixturevalue("system_install") / "bin"
     return request.getfixturevalue("unpacked") / "usr/sbin"
 
 
@@ -462,7 +481,7 @@ def _authkitd_start_imports(launcher: Path, userdb: Path, tmp_path: Path) -> set
             if line.startswith("import time:") and "|" in line} - {"package"}
 
 
-@pytest.mark.parametrize("route", ["bin", "wheel", "user", "deb"])
+@pytest.mark.parametrize("route", ["bin", "wheel", "user", "system", "deb"])
 def test_per_login_import_sets_hold_no_heavy_module(route: str, request: pytest.FixtureRequest,
                                                     tmp_path: Path) -> None:
     if not os.access(PYTHON, os.X_OK):
