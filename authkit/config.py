@@ -132,7 +132,7 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "pgsql_enumerate_clause": (str, ""),
     "pgsql_connect_timeout": (float, 10.0),
     "pgsql_statement_timeout": (float, 10.0),
-    "pgsql_pool_size": (int, 4),
+    "pgsql_pool_size": (int, 8),
 }
 
 #: The account source kinds a config file may name.  "ldap" and "pgsql" are heavy

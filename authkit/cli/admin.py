@@ -206,6 +206,8 @@ def _show(root: str, target: str | None) -> int:
 
     name, file_path = _split_target(root, target)
     key = encode(name)
+    if file_path and not os.path.isfile(file_path):
+        raise TemporaryFailure(f"cannot read userdb {file_path}: No such file or directory")
     found = find_line(file_path, key) if file_path else find_record(root, key)
     if found is not None:
         fields = decode(found[-1])
