@@ -1,6 +1,7 @@
 """What every lean program (courierpasswd, courieruserinfo, courierpassd) does at
-its edge: read its command line (:func:`getopt`), write a whole buffer to a
-descriptor (:func:`write_all`), print a usage error (:func:`usage_error`) and
+its edge: read its command line (:func:`getopt`, with :data:`COMMON_OPTIONS`),
+write a whole buffer to a descriptor (:func:`write_all`), print a usage error
+(:func:`usage_error`), close its account source (:func:`close_quietly`) and
 turn an error into its exit status (:func:`exit_status`).
 
 This is the per-login path: no argparse (25 ms to import), nothing imported but
@@ -16,6 +17,14 @@ from ..errors import AuthError, Misuse
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Mapping, Sequence
+
+
+#: The options every lean program has (spelling -> (name, takes a value)).
+COMMON_OPTIONS = {
+    "--stderr": ("stderr", False), "--config": ("config", True),
+    "-h": ("help", False), "--help": ("help", False),
+    "-V": ("version", False), "--version": ("version", False),
+}
 
 
 def getopt(argv: "Sequence[str]", options: "Mapping[str, tuple[str, bool]]",
@@ -104,6 +113,16 @@ def usage_error(program: str, message: str, usage: str) -> int:
     return Misuse.exit_code
 
 
+def close_quietly(source: object) -> None:
+    """Close ``source`` (an account source, or None) if there is one; an error
+    while closing changes no verdict and is ignored."""
+    if source is not None:
+        try:
+            source.close()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+
+
 def exit_status(exc: BaseException) -> int:
     """The exit status of a run that ended in ``exc``: its class's
     ``exit_code`` for an authkit error (1 rejected, 2 misuse, 111 temporary),
@@ -111,4 +130,4 @@ def exit_status(exc: BaseException) -> int:
     return exc.exit_code if isinstance(exc, AuthError) else AuthError.exit_code
 
 
-__all__ = ["getopt", "write_all", "usage_error", "exit_status"]
+__all__ = ["COMMON_OPTIONS", "getopt", "write_all", "usage_error", "close_quietly", "exit_status"]

@@ -29,7 +29,7 @@ import time
 from .. import __version__
 from .. import poppassd as pp
 from ..errors import BadPassword, ConfigError, Misuse, PolicyRefused, Rejected, TemporaryFailure, UnknownUser
-from ._edge import exit_status, getopt, usage_error, write_all
+from ._edge import COMMON_OPTIONS, exit_status, getopt, usage_error, write_all
 from ._log import EventLog, safe
 
 TYPE_CHECKING = False
@@ -69,11 +69,10 @@ See courierpassd(8).
 #: spelling -> (Options attribute, takes a value): for _edge.getopt.
 OPTIONS = {
     "-s": ("service", True), "--service": ("service", True),
-    "--stderr": ("stderr", False), "--config": ("config", True), "--listen": ("listen", True),
+    "--listen": ("listen", True),
     "--tls-cert": ("tls_cert", True), "--tls-key": ("tls_key", True), "--tls-ca": ("tls_ca", True),
     "-v": ("verbose", False), "--verbose": ("verbose", False),
-    "-h": ("help", False), "--help": ("help", False),
-    "-V": ("version", False), "--version": ("version", False),
+    **COMMON_OPTIONS,
 }
 
 

@@ -26,7 +26,7 @@ from ..checkpassword import (CRAM_HEX_LENGTHS, MAX_INPUT, CramLogin, InputCollec
                              PasswordChange, PlainLogin, parse_request)
 from ..errors import Misuse, PolicyRefused, Rejected, TemporaryFailure, UnknownUser
 from ..printable import printable
-from ._edge import exit_status, getopt, usage_error, write_all
+from ._edge import COMMON_OPTIONS, close_quietly, exit_status, getopt, usage_error, write_all
 from ._log import EventLog, safe
 
 TYPE_CHECKING = False
@@ -66,12 +66,10 @@ Exit: prog's status on success (0 without prog), 1 rejected, 2 misuse,
 OPTIONS = {
     "-s": ("service", True), "--service": ("service", True),
     "-C": ("cram", True), "--cramtype": ("cram", True),
-    "--config": ("config", True),
     "-c": ("change", False), "--changepwd": ("change", False),
-    "--stdin": ("stdin", False), "--stderr": ("stderr", False),
+    "--stdin": ("stdin", False),
     "-v": ("verbose", False), "--verbose": ("verbose", False),
-    "-h": ("help", False), "--help": ("help", False),
-    "-V": ("version", False), "--version": ("version", False),
+    **COMMON_OPTIONS,
 }
 
 
@@ -322,11 +320,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
             _wait_out(started, settings, lookup)
         return _failed(attempt, exc, lookup)
     finally:
-        if source is not None:
-            try:
-                source.close()
-            except Exception:
-                pass
+        close_quietly(source)
 
     attempt.report("changed" if opts.change else "ok")
     if not opts.prog:

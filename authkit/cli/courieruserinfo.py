@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import Misuse
-from ._edge import exit_status, getopt, usage_error, write_all
+from ._edge import COMMON_OPTIONS, close_quietly, exit_status, getopt, usage_error, write_all
 
 PROGRAM = "courieruserinfo"
 
@@ -71,11 +71,11 @@ _ITEM_FLAGS = {
     "o": ("options",),
 }
 _LONG = {"all": "A", "uid": "u", "homedir": "d", "address": "a", "name": "n",
-         "maildir": "m", "quota": "q", "options": "o", "help": "h", "version": "V"}
+         "maildir": "m", "quota": "q", "options": "o"}
 #: spelling -> (name, takes a value): for _edge.getopt.
-OPTIONS = {"--config": ("config", True), "--stderr": ("stderr", False),
-           **{f"-{flag}": (flag, False) for flag in (*_ITEM_FLAGS, "h", "V")},
-           **{f"--{name}": (flag, False) for name, flag in _LONG.items()}}
+OPTIONS = {**{f"-{flag}": (flag, False) for flag in _ITEM_FLAGS},
+           **{f"--{name}": (flag, False) for name, flag in _LONG.items()},
+           **COMMON_OPTIONS}
 
 #: A command line that does not follow the synopsis (authkit.errors.Misuse, exit 2).
 UsageError = Misuse
@@ -113,9 +113,9 @@ def parse_args(argv: "list[str]") -> Request:
             request.config = value  # type: ignore[assignment]
         elif name == "stderr":
             request.to_stderr = True
-        elif name == "h":
+        elif name == "help":
             request.action = "help"
-        elif name == "V":
+        elif name == "version":
             if request.action != "help":
                 request.action = "version"
         else:
@@ -227,11 +227,7 @@ def run(argv: "list[str]", environ: "dict[str, str] | None" = None) -> int:
             logger().event("lookup", user=username, result="temporary-failure", reason=reason)
         return exit_status(exc)
     finally:
-        if source is not None:
-            try:
-                source.close()
-            except Exception:
-                pass
+        close_quietly(source)
     try:
         write_all(1, output)
     except OSError as exc:
