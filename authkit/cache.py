@@ -112,9 +112,10 @@ class CachingSource(AccountSource):
                           algorithm: str, service: str = "login") -> "Account":
         return self.source.authenticate_cram(challenge, name, response_hex, algorithm, service)
 
-    def change_password(self, name: str, old: bytes, new: bytes, service: str = "login") -> "Account":
+    def change_password(self, name: str, old: bytes, new: bytes, service: str = "login",
+                        *, check_account: "Callable[[Account], None] | None" = None) -> "Account":
         try:
-            return self.source.change_password(name, old, new, service)
+            return self.source.change_password(name, old, new, service, check_account=check_account)
         finally:
             self.invalidate(name)
 

@@ -27,7 +27,7 @@ from .source import AccountSource
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterator, Sequence
+    from typing import Callable, Iterator, Sequence
 
     from .account import Account
 
@@ -47,10 +47,10 @@ class ChainSource(AccountSource):
             raise ValueError("one name per member")
         self.description = "chain: " + ", ".join(member.description for member in self.members)
 
-    def _first(self, call: str, name: str, *args: object) -> "Account":
+    def _first(self, call: str, name: str, *args: object, **keywords: object) -> "Account":
         for member in self.members:
             try:
-                return getattr(member, call)(*args)
+                return getattr(member, call)(*args, **keywords)
             except UnknownUser:
                 continue
         raise UnknownUser(f"no account {name!r} in any source of the chain")
@@ -66,9 +66,13 @@ class ChainSource(AccountSource):
         return self._first("authenticate_cram", name, challenge, name, response_hex,
                            algorithm, service)
 
-    def change_password(self, name: str, old: bytes, new: bytes,
-                        service: str = "login") -> "Account":
-        return self._first("change_password", name, name, old, new, service)
+    def change_password(self, name: str, old: bytes, new: bytes, service: str = "login",
+                        *, check_account: "Callable[[Account], None] | None" = None) -> "Account":
+        """The first member that knows ``name`` changes it; ``check_account``
+        goes to that member (a member that refuses by it knows the user: the
+        chain's answer, as for any other refusal)."""
+        return self._first("change_password", name, name, old, new, service,
+                           check_account=check_account)
 
     def enumerate(self) -> "Iterator[Account]":
         seen: "set[str]" = set()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Callable, Iterator
 
     from .account import Account
 
@@ -64,7 +64,8 @@ class AccountSource:
         raise NotImplementedError
 
     def change_password(
-        self, name: str, old: bytes, new: bytes, service: str = "login"
+        self, name: str, old: bytes, new: bytes, service: str = "login",
+        *, check_account: "Callable[[Account], None] | None" = None,
     ) -> "Account":
         """Replace the password of ``name`` for ``service`` after checking ``old``,
         the way Courier's authdaemond does: the field ``<service>pw`` if the record
@@ -72,9 +73,19 @@ class AccountSource:
         old password's state gets the new one.  The change is durable (and visible
         to Courier's own authdaemond) when this returns.
 
+        ``old`` is verified once, by the change itself: a caller does not
+        authenticate first.  ``check_account(account)``, if given, is called with
+        the account of ``name`` before anything is written (e.g. the uid policy,
+        ``lambda account: authkit.policy.check_uid(account, settings)``); when it
+        raises, nothing is written and its exception propagates, but only once
+        ``old`` is known to be right (a wrong ``old`` is ``BadPassword`` whatever
+        ``check_account`` would say, so the policy's answer tells nothing to one
+        who lacks the password).
+
         Raises ``UnknownUser``, ``BadPassword``, ``PolicyRefused`` (bytes the store
-        cannot hold) or ``TemporaryFailure``.  Policy on length and uid is the
-        caller's (see ``authkit.policy``)."""
+        cannot hold, or from ``check_account``) or ``TemporaryFailure``.  The
+        policy on the new password's length is the caller's (see
+        ``authkit.policy``)."""
         raise NotImplementedError
 
     def enumerate(self) -> "Iterator[Account]":

@@ -7,7 +7,8 @@ Every method is one request on a new connection to the daemon's unix socket
 * :meth:`authenticate`: ``AUTH`` ``login``; ``FAIL`` -> ``BadPassword`` (the daemon
   does not tell an unknown user from a wrong password);
 * :meth:`authenticate_cram`: ``AUTH`` ``cram-md5|cram-sha1|cram-sha256``;
-* :meth:`change_password`: ``PASSWD``, then ``PRE`` for the account returned;
+* :meth:`change_password`: ``PASSWD``, then ``PRE`` for the account returned
+  (with ``check_account``, a ``PRE`` before it too);
 * :meth:`enumerate`: ``ENUMERATE``, streamed.
 
 A reply of zero bytes, a dropped connection, a malformed or oversized reply, a
@@ -21,13 +22,13 @@ from __future__ import annotations
 
 from os import environ, stat
 
-from ..errors import BadPassword, ConfigError, TemporaryFailure, UnknownUser
+from ..errors import BadPassword, ConfigError, Rejected, TemporaryFailure, UnknownUser
 from ..source import AccountSource
 from . import client, protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Callable, Iterator
 
     from ..account import Account
 
@@ -174,15 +175,36 @@ class AuthdaemonSource(AccountSource):
             raise BadPassword(f"authdaemond refused the CRAM login of {login!r}")
         return self._account(reply, login)  # type: ignore[arg-type]
 
-    def change_password(self, name: str, old: bytes, new: bytes,
-                        service: str = "login") -> "Account":
+    def change_password(self, name: str, old: bytes, new: bytes, service: str = "login",
+                        *, check_account: "Callable[[Account], None] | None" = None) -> "Account":
         """``PASSWD <service>\\t<name>\\t<old>\\t<new>`` (no DEFDOMAIN, as in
         Courier's ``auth_passwd``); on ``OK`` the account is read back with
-        ``PRE``.  Raises ``PolicyRefused`` without asking for a name or password
+        ``PRE``.  The daemon verifies ``old``: this side never does.
+
+        With ``check_account``, a ``PRE`` for ``name`` comes first (a lookup: the
+        daemon checks no password for it) and ``check_account`` is called with
+        its account before ``PASSWD`` is sent.  When it refuses, no ``PASSWD``
+        is sent; one ``AUTH`` login of ``name`` (no DEFDOMAIN) then tells a wrong
+        ``old`` (``BadPassword``) from a right one (the refusal stands), so every
+        path verifies ``old`` exactly once.  A ``PRE`` that fails is
+        ``BadPassword`` (the daemon's ``PASSWD`` answers unknown users alike).
+
+        Raises ``PolicyRefused`` without asking for a name or password
         authuserdb would refuse (control bytes, ``| = ' "``), ``BadPassword`` for
-        ``FAIL`` (wrong old password, unknown user or refused alike), or
-        ``TemporaryFailure`` (no answer; or changed but not readable back)."""
+        ``FAIL`` (wrong old password, unknown user or refused alike), whatever
+        ``check_account`` raises, or ``TemporaryFailure`` (no answer; or changed
+        but not readable back)."""
         request = protocol.passwd_request(service, name, old, new, self.remote_ip)
+        if check_account is not None:
+            try:
+                account = self.lookup(name, service)
+            except UnknownUser:
+                raise BadPassword(f"authdaemond refused the password change of {name!r}") from None
+            try:
+                check_account(account)
+            except Rejected:
+                self._verify_old(name, old, service)  # a wrong old password says only that
+                raise
         verdict = self._exchange(request, protocol.PasswdReplyReader())
         if verdict is protocol.FAIL:
             raise BadPassword(f"authdaemond refused the password change of {name!r}")
@@ -192,6 +214,13 @@ class AuthdaemonSource(AccountSource):
             raise TemporaryFailure(
                 f"authdaemond socket {self.socket_path}: password of {name!r} changed, "
                 "but the account cannot be read back") from None
+
+    def _verify_old(self, name: str, old: bytes, service: str) -> None:
+        """``AUTH`` ``login`` of ``name`` as given (the name ``PASSWD`` would
+        carry); ``BadPassword`` unless the daemon accepts ``old``."""
+        request = protocol.login_request(service, name, old, self.remote_ip)
+        if self._exchange(request, protocol.AccountReplyReader()) is protocol.FAIL:
+            raise BadPassword(f"authdaemond refused the password change of {name!r}")
 
     def enumerate(self) -> "Iterator[Account]":
         """Every account the daemon lists (``ENUMERATE``), as the lines arrive;

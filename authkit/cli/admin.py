@@ -335,14 +335,15 @@ def cmd_test(args: "argparse.Namespace") -> int:
 def _change(source: "AccountSource", name: str, old: bytes, new: bytes, service: str,
             settings: "Settings") -> None:
     """A password change under the policy courierpassd and ``courierpasswd -c``
-    apply (authkit.policy): the new password first, then the old one, then the
-    uid.  Raises ``Rejected`` (``PolicyRefused`` for the policy) or
+    apply (authkit.policy): the new password first; then the change, which
+    verifies the old one (once) and applies the uid policy before it writes.
+    Raises ``Rejected`` (``PolicyRefused`` for the policy) or
     ``TemporaryFailure``."""
     from ..policy import check_new_password, check_uid
 
     check_new_password(old, new, settings)
-    check_uid(source.authenticate(name, old, service), settings)
-    source.change_password(name, old, new, service)
+    source.change_password(name, old, new, service,
+                           check_account=lambda account: check_uid(account, settings))
 
 
 def _b(text: str) -> bytes:

@@ -226,9 +226,15 @@ class Server:
         return self._verdict(session, ask, session.old_password_ok, low_uid)
 
     def change(self, action: pp.ChangePassword, session: pp.PoppassdSession) -> list:
-        """Make the change durable; the session's verdict."""
+        """Make the change durable; the session's verdict.  The change verifies
+        the old password once more (inside the source's locked change: the
+        answer to PASS may be stale by now) and applies the uid policy again
+        before it writes; :meth:`verify` answered PASS, as the dialogue needs."""
+        from ..policy import check_uid
+
         def ask() -> None:
-            self.source.change_password(action.user, action.old, action.new, self.service)
+            self.source.change_password(action.user, action.old, action.new, self.service,
+                                        check_account=lambda account: check_uid(account, self.settings))
 
         return self._verdict(session, ask, session.password_changed,
                              lambda exc: session.change_refused(str(exc)))

@@ -171,14 +171,14 @@ def _lookup(request: "Lookup", opts: Options, source: "AccountSource", settings:
 
 
 def _change(request: "PasswordChange", opts: Options, source: "AccountSource", settings: "Settings") -> "Account":
-    """The shared policy on the new password first, then the old password, then
-    the uid; then the change."""
+    """The shared policy on the new password first; then the change, which
+    verifies the old password (once) and applies the uid policy before it
+    writes."""
     from ..policy import check_new_password, check_uid
 
-    user = _name(request)
     check_new_password(request.old, request.new, settings)
-    check_uid(source.authenticate(user, request.old, opts.service), settings)
-    return source.change_password(user, request.old, request.new, opts.service)
+    return source.change_password(_name(request), request.old, request.new, opts.service,
+                                  check_account=lambda account: check_uid(account, settings))
 
 
 def _name(request: "Request") -> str:

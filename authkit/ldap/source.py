@@ -12,7 +12,8 @@ docs/ldap.md), over ldap3:
   bind as the entry's DN instead (the directory checks the password);
 * authenticate_cram: only against a clear password (as Courier), else
   ``BadPassword``;
-* change_password: the old password checked as above, then one LDAP modify
+* change_password: the old password checked as above, then the caller's
+  ``check_account``, then one LDAP modify
   (replace) of the clear attribute (if the entry has one) and of the crypted
   attribute (if the entry has one) with a new ``hash_scheme`` hash (a crypt(3)
   hash is stored as ``{CRYPT}...``); bound as ``ldap_binddn``, or as the user
@@ -451,10 +452,12 @@ class LdapSource(AccountSource):
             raise _Unusable(f"modify: {conn.result.get('description') if conn.result else 'no result'}")
         raise TemporaryFailure(f"ldap: password change failed: {conn.result.get('description')}")
 
-    def change_password(self, name: str, old: bytes, new: bytes,
-                        service: str = "login") -> "Account":
-        """Check ``old`` (module doc), then replace the password attributes the
-        entry has.  ``UnknownUser``, ``BadPassword``, ``PolicyRefused`` (empty
+    def change_password(self, name: str, old: bytes, new: bytes, service: str = "login",
+                        *, check_account: "Callable[[Account], None] | None" = None) -> "Account":
+        """Check ``old`` (module doc), then ``check_account(account)`` if given,
+        then replace the password attributes the entry has (under
+        ``ldap_authbind`` the check runs on the connection just bound as the
+        user, before its modify).  ``UnknownUser``, ``BadPassword``, ``PolicyRefused`` (empty
         or unstorable new password, no password attribute, the directory's
         access control or password policy), ``TemporaryFailure``."""
         if not old or b"\0" in old:
@@ -467,11 +470,15 @@ class LdapSource(AccountSource):
         if self.authbind:
             def bind_and_modify(conn: "ldap3.Connection") -> None:
                 self._bind_as(conn, dn, old)
+                if check_account is not None:
+                    check_account(account)
                 self._modify(conn, dn, values)
 
             self._run(self._bind_pool, bind_and_modify)
         else:
             self._check_stored(entry, old)
+            if check_account is not None:
+                check_account(account)
             self._run(self._search_pool, lambda c: self._modify(c, dn, values))
         crypted = values.get(self.layout.cryptpw, "")
         if not crypted:

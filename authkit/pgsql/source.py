@@ -11,9 +11,10 @@ Courier's ``authpgsql`` module reads them (authpgsqllib.cpp), over psycopg 3.
   HMAC is computed from the clear password).
 * :meth:`PgsqlSource.change_password`: in one transaction, the row (locked by
   ``FOR UPDATE`` under the default query), the old password checked as above,
-  the UPDATE (Courier's default or ``pgsql_chpass_clause``) which must touch
-  exactly one row, the row read back, COMMIT.  The new hash is ``hash_scheme``
-  (Courier keeps the old hash's scheme where it can; authkit does not downgrade).
+  the caller's ``check_account`` run on its account, the UPDATE (Courier's
+  default or ``pgsql_chpass_clause``) which must touch exactly one row, the
+  row read back, COMMIT.  The new hash is ``hash_scheme`` (Courier keeps the old
+  hash's scheme where it can; authkit does not downgrade).
 * :meth:`PgsqlSource.enumerate`: a server-side cursor, rows without a name or a
   home skipped as Courier does.
 
@@ -381,10 +382,12 @@ class PgsqlSource(AccountSource):
             raise BadPassword("CRAM response mismatch")
         return account
 
-    def change_password(self, name: str, old: bytes, new: bytes,
-                        service: str = "login") -> Account:
+    def change_password(self, name: str, old: bytes, new: bytes, service: str = "login",
+                        *, check_account: "Callable[[Account], None] | None" = None) -> Account:
         """Check ``old`` and store ``new`` in one transaction (see the module
-        docstring).  Raises ``UnknownUser``, ``BadPassword``, ``PolicyRefused``
+        docstring); ``check_account(account)``, if given, is called inside it on
+        the locked row's account after ``old`` checked out, before the UPDATE
+        (a refusal rolls back).  Raises ``UnknownUser``, ``BadPassword``, ``PolicyRefused``
         (a new password that is empty, holds a NUL or is not UTF-8 where a clear
         column keeps it), ``TemporaryFailure`` (no answer; the UPDATE touched
         other than one row; no way to change, see ``chpass_problem``)."""
@@ -415,8 +418,10 @@ class PgsqlSource(AccountSource):
             raise PolicyRefused("a value holds a NUL character") from None
 
         def work(conn: "psycopg.Connection") -> Account:
-            _account, crypt, clear = self._account(self._fetch_row(conn, select), name)
+            account, crypt, clear = self._account(self._fetch_row(conn, select), name)
             self._check(old, crypt, clear)
+            if check_account is not None:
+                check_account(account)
             cur = conn.execute(update.sql, update.params)
             if cur.rowcount != 1:
                 raise TemporaryFailure(

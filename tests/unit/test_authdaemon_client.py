@@ -417,6 +417,45 @@ def test_change_password_fail_is_bad_password(daemon) -> None:
     assert len(fake.requests) == 1
 
 
+
+def test_change_password_with_check_account_looks_up_first_and_verifies_once(daemon) -> None:
+    """issue 16: PRE (no password check), the caller's check on its account,
+    then PASSWD (the daemon's one verification), then the read-back."""
+    fake = daemon(reply(PRE_ANDREW), reply(b"OK\n"), reply(PRE_ANDREW))
+    seen = []
+    source(fake.path).change_password("andrew@example.com", b"old", b"new", "imap",
+                                      check_account=lambda account: seen.append(account.uid))
+    assert seen == [5000]
+    assert fake.requests == [b"PRE . imap andrew@example.com\n",
+                             b"PASSWD imap\tandrew@example.com\told\tnew\n",
+                             b"PRE . imap andrew@example.com\n"]
+
+
+def refuse(account) -> None:  # noqa: ANN001
+    raise PolicyRefused("account uid below the minimum")
+
+
+@pytest.mark.parametrize("auth_reply, refusal", [(PRE_ANDREW, PolicyRefused), (b"FAIL\n", BadPassword)])
+def test_change_password_refused_by_check_account_sends_no_passwd(daemon, auth_reply, refusal) -> None:
+    """A refusal by ``check_account`` stands only for a right old password (one
+    AUTH tells); a wrong one is ``BadPassword``.  No PASSWD is sent either way."""
+    fake = daemon(reply(PRE_ANDREW), reply(auth_reply))
+    with pytest.raises(refusal):
+        source(fake.path, defdomain="example.org").change_password(
+            "andrew@example.com", b"old", b"new", check_account=refuse)
+    assert len(fake.requests) == 2
+    assert fake.requests[1].startswith(b"AUTH ")
+    assert fake.requests[1].endswith(b"\nandrew@example.com\nold\n")  # as PASSWD would name it
+    assert not any(request.startswith(b"PASSWD") for request in fake.requests)
+
+
+def test_change_password_with_check_account_of_an_unknown_user_is_bad_password(daemon) -> None:
+    fake = daemon(reply(b"FAIL\n"))
+    with pytest.raises(BadPassword):
+        source(fake.path).change_password("nobody", b"old", b"new", check_account=refuse)
+    assert fake.requests == [b"PRE . login nobody\n"]
+
+
 def test_changed_password_that_cannot_be_read_back_is_a_temporary_failure(daemon) -> None:
     fake = daemon(reply(b"OK\n"), reply(b"FAIL\n"))
     assert_temporary(lambda: source(fake.path).change_password("a", b"o", b"n"), SLACK,

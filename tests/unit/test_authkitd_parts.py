@@ -15,7 +15,7 @@ from authkit.chain import ChainSource
 from authkit.cli.authkitd import UsageError, parse_args
 from authkit.config import parse_config
 from authkit.daemon import Penalty, Responder, penalty_key
-from authkit.errors import BadPassword, ConfigError, TemporaryFailure, UnknownUser
+from authkit.errors import BadPassword, ConfigError, PolicyRefused, TemporaryFailure, UnknownUser
 from authkit.rehash import is_weak
 from authkit.schemes import make_password_hash
 from authkit.source import AccountSource
@@ -49,8 +49,10 @@ class Fake(AccountSource):
             raise BadPassword("no")
         return ANDREW.replace(address=name)
 
-    def change_password(self, name, old, new, service="login"):
-        self.authenticate(name, old, service)
+    def change_password(self, name, old, new, service="login", *, check_account=None):
+        account = self.authenticate(name, old, service)
+        if check_account is not None:
+            check_account(account)
         self.users[name] = new
         self.changed.append(name)
         return ANDREW.replace(address=name)
@@ -139,6 +141,24 @@ def test_chain_first_that_knows_decides():
     broken = ChainSource([Fake({}, broken=True), second])
     with pytest.raises(TemporaryFailure):
         broken.authenticate("b", b"2")  # never answered by a later member
+
+
+def test_chain_and_cache_hand_check_account_to_the_member_that_knows_the_user():
+    """issue 16: ``check_account`` reaches the source that changes; its
+    refusal is the answer (no later member tried, nothing changed)."""
+    first = Fake({"a": b"1"})
+    second = Fake({"a": b"2", "b": b"2"})
+    chain = CachingSource(ChainSource([first, second]), 60, lambda: 0)
+    seen = []
+    chain.change_password("b", b"2", b"3", check_account=lambda account: seen.append(account.address))
+    assert seen == ["b"] and second.changed == ["b"]
+
+    def refuse(account):
+        raise PolicyRefused("account uid below the minimum")
+
+    with pytest.raises(PolicyRefused):
+        chain.change_password("a", b"1", b"4", check_account=refuse)
+    assert first.users["a"] == b"1" and second.users["a"] == b"2" and first.changed == []
 
 
 def test_cache_hits_negative_entries_and_invalidation():

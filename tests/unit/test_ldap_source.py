@@ -154,6 +154,31 @@ def test_change_password_keeps_a_digest_scheme_when_asked() -> None:
     assert _stored(src, "crypt", "userPassword").startswith("{SSHA}")
 
 
+def _refuse(account) -> None:  # noqa: ANN001
+    raise PolicyRefused("account uid below the minimum")
+
+
+def test_change_password_calls_check_account_after_the_old_password_and_before_the_modify() -> None:
+    """issue 16: the uid policy goes in as ``check_account``; it sees only
+    accounts whose old password checked out, and a refusal writes nothing."""
+    src = _source(hash_scheme="sha512-crypt")
+    before = _stored(src, "crypt", "userPassword")
+    seen = []
+
+    def refuse(account) -> None:  # noqa: ANN001
+        seen.append(account.uid)
+        _refuse(account)
+
+    with pytest.raises(BadPassword):
+        src.change_password("crypt@example.com", b"wrong", b"new-crypt-pw", check_account=refuse)
+    assert seen == []
+    with pytest.raises(PolicyRefused):
+        src.change_password("crypt@example.com", b"crypt-pw", b"new-crypt-pw", check_account=refuse)
+    assert seen == [5000] and _stored(src, "crypt", "userPassword") == before
+    src.change_password("crypt@example.com", b"crypt-pw", b"new-crypt-pw", check_account=seen.append)
+    assert verify_password(b"new-crypt-pw", _stored(src, "crypt", "userPassword"))
+
+
 def test_authbind_checks_by_binding_as_the_user() -> None:
     src = _source(authbind=True)
     # the mock directory compares userPassword as stored: give one a clear value
@@ -163,6 +188,10 @@ def test_authbind_checks_by_binding_as_the_user() -> None:
     assert src.authenticate("bind@example.com", b"bind-pw").uid == 5010
     with pytest.raises(BadPassword):
         src.authenticate("bind@example.com", b"wrong")
+    with pytest.raises(PolicyRefused):  # check_account runs after the bind, before the modify
+        src.change_password("bind@example.com", b"bind-pw", b"bind-new",
+                            check_account=_refuse)
+    assert _stored(src, "bind", "userPassword") == "bind-pw"
     src.change_password("bind@example.com", b"bind-pw", b"bind-new")
     assert verify_password(b"bind-new", _stored(src, "bind", "userPassword"))
 
