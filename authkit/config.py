@@ -75,7 +75,7 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "source_timeout": (float, 25.0),
     "failure_delay": (float, 2.0),
     "failure_delay_max": (float, 15.0),
-    "rehash_on_login": (str, "no"),
+    "rehash_on_login": (bool, False),
     "cache_ttl": (float, 0.0),
     # --- ldap source (authkit/ldap; Courier's authldaprc) ---
     "ldap_uri": (str, ""),  # LDAP_URI: servers tried in order, comma- or blank-separated
@@ -149,13 +149,14 @@ _BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
 
 class Settings:
     """The settings of one program run.  Attributes are the keys of the config
-    file (see the module docstring) and three more: ``config_file``, the file
-    read ("" if none); ``source_kind``, the kind of account source chosen
-    (``source`` is what the file says: it may be empty, to be inferred, or a
-    chain); ``source_path``, derived, not stored: the chosen source's own key
-    (``userdb`` for a userdb, ``authdaemon_socket`` for authdaemond, "" for
-    the other kinds).  Choosing a source writes its path into that key, so a
-    path has one name."""
+    file (see the module docstring) and two more: ``config_file``, the file read
+    ("" if none), and ``chosen_source``, the kind of account source chosen
+    (``userdb``, ``authdaemon``, ``ldap``, ``pgsql``, ``chain``, or "" before
+    the choice).  The key ``source`` is what the file says: empty (to be
+    inferred), a kind, or a chain of kinds.  The chosen source's path stays in
+    its own key (``userdb`` for a userdb, ``authdaemon_socket`` for authdaemond):
+    :meth:`choose` writes it there, and ``chosen_path`` reads it back (derived,
+    read-only; "" for the other kinds), so a path has one name."""
 
     source: str
     userdb: str
@@ -176,6 +177,7 @@ class Settings:
     idle_timeout: float
     max_connections: int
     allow_root_ids: bool
+    rehash_on_login: bool
 
     def __init__(self, **values: object) -> None:
         for key, (kind, default) in _SCHEMA.items():
@@ -183,33 +185,30 @@ class Settings:
         if values:
             raise TypeError(f"unknown settings: {', '.join(sorted(values))}")
         self.config_file = ""
-        self.source_kind = ""
+        self.chosen_source = ""
 
     @property
-    def source_path(self) -> str:
+    def chosen_path(self) -> str:
         """The path of the chosen source: ``userdb`` or ``authdaemon_socket``
-        by ``source_kind``, else ""."""
-        key = _PATH_KEYS.get(self.source_kind)
+        by ``chosen_source``, else ""."""
+        key = _PATH_KEYS.get(self.chosen_source)
         return getattr(self, key) if key else ""
 
-    @source_path.setter
-    def source_path(self, path: str) -> None:
-        key = _PATH_KEYS.get(self.source_kind)
-        if key is None:
-            raise AttributeError(f"a {self.source_kind or 'unchosen'} source has no path")
-        setattr(self, key, path)
-
     def choose(self, kind: str, path: str = "") -> "Settings":
-        """Record the chosen source (and its path, for a userdb or authdaemond);
-        return self."""
-        self.source_kind = kind
+        """Record the chosen source, and its path in its own key (a userdb or
+        authdaemond; ``AttributeError`` for a path of another kind); return
+        self."""
+        self.chosen_source = kind
         if path:
-            self.source_path = path
+            key = _PATH_KEYS.get(kind)
+            if key is None:
+                raise AttributeError(f"a {kind or 'unchosen'} source has no path")
+            setattr(self, key, path)
         return self
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{key}={getattr(self, key)!r}" for key in _SCHEMA)
-        return f"Settings({inner}, source_kind={self.source_kind!r}, source_path={self.source_path!r})"
+        return f"Settings({inner}, chosen_source={self.chosen_source!r})"
 
 
 #: The key holding the path of each source kind that has one.
@@ -352,7 +351,7 @@ def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | 
     ``--userdb``) is a userdb chosen on top of every rule; the policy still
     comes from the config file the rules read.  Raises ``ConfigError`` for an
     unreadable or malformed config file, and, with ``require_source``, when no
-    source can be found (without it, ``source_kind`` is then "")."""
+    source can be found (without it, ``chosen_source`` is then "")."""
     env = trusted_environ(environ)
     file_values: dict[str, object] = {}
     file_decides = False
@@ -419,25 +418,25 @@ def open_source(
     source through authkitd, so ldap3 and psycopg never load on the per-login path."""
     if settings is None:
         settings = load_settings(config_path, environ)
-    if settings.source_kind == "chain" and daemon:
+    if settings.chosen_source == "chain" and daemon:
         return _open_chain(settings, environ, on_problem)
-    if settings.source_kind in HEAVY_KINDS or settings.source_kind == "chain":
+    if settings.chosen_source in HEAVY_KINDS or settings.chosen_source == "chain":
         if daemon:
             import importlib
 
-            module, name = HEAVY_KINDS[settings.source_kind]
+            module, name = HEAVY_KINDS[settings.chosen_source]
             return getattr(importlib.import_module(module), name).from_settings(settings)
-        settings.source_kind = "authdaemon"
+        settings.choose("authdaemon")
         if not settings.authdaemon_socket:
             from .authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
 
             settings.authdaemon_socket = find_socket(DEFAULT_SOCKET_PATHS) or DEFAULT_SOCKET_PATHS[0]
-    if settings.source_kind == "authdaemon":
+    if settings.chosen_source == "authdaemon":
         from .authdaemon.source import AuthdaemonSource
 
         env = os.environ if environ is None else environ
         return AuthdaemonSource(
-            settings.source_path,
+            settings.chosen_path,
             connect_timeout=settings.authdaemon_connect_timeout,
             write_timeout=settings.authdaemon_write_timeout,
             read_timeout=settings.authdaemon_read_timeout,
@@ -449,7 +448,7 @@ def open_source(
     from .userdb.source import UserdbSource
 
     return UserdbSource(
-        settings.source_path,
+        settings.chosen_path,
         default_options=settings.default_options,
         hash_scheme=settings.hash_scheme,
         on_problem=on_problem,  # type: ignore[arg-type]
@@ -475,13 +474,10 @@ def _open_chain(settings: Settings, environ: "Mapping[str, str] | None",
     members, names = [], []
     for kind in chain_kinds(settings.source):
         member = copy.copy(settings)
-        member.source, member.source_kind = kind, kind
-        if kind == "userdb":
-            member.source_path = settings.userdb
-        elif kind == "authdaemon":
-            member.source_path = settings.authdaemon_socket
-        if kind in ("userdb", "authdaemon") and not member.source_path:
-            key = "userdb" if kind == "userdb" else "authdaemon_socket"
+        member.source = kind
+        member.choose(kind)
+        if kind in _PATH_KEYS and not member.chosen_path:
+            key = _PATH_KEYS[kind]
             raise ConfigError(f"{settings.config_file}: the chain names {kind} but {key} is not set")
         members.append(open_source(member, environ=environ, on_problem=on_problem, daemon=True))
         names.append(COURIER_MODULES[kind])

@@ -36,9 +36,6 @@ SIGHUP: re-read the configuration (a bad one is logged and the old one kept).
 Exit status: 0 stopped, 2 usage error, 111 cannot start.
 """
 
-YES = ("yes", "true", "on", "1")
-NO = ("no", "false", "off", "0")
-
 
 class UsageError(Exception):
     """A command line that does not follow the synopsis (exit 2)."""
@@ -80,15 +77,16 @@ def _same_path(one: str, other: str) -> bool:
 
 def check_settings(settings: object, socket_path: str) -> None:
     """Refuse a configuration authkitd cannot serve: a source that is
-    authdaemond on authkitd's own socket (it would ask itself for ever), or a
-    ``rehash_on_login`` that is not yes/no.  Raises ``ConfigError``."""
+    authdaemond on authkitd's own socket (it would ask itself for ever).
+    (``rehash_on_login`` and the other values are checked when the file is read,
+    by authkit.config.)  Raises ``ConfigError``."""
     from ..config import chain_kinds
     from ..errors import ConfigError
 
-    kind = settings.source_kind  # type: ignore[attr-defined]
+    kind = settings.chosen_source  # type: ignore[attr-defined]
     sockets = []
     if kind == "authdaemon":
-        sockets.append(settings.source_path)  # type: ignore[attr-defined]
+        sockets.append(settings.chosen_path)  # type: ignore[attr-defined]
     elif kind == "chain" and "authdaemon" in chain_kinds(settings.source):  # type: ignore[attr-defined]
         sockets.append(settings.authdaemon_socket)  # type: ignore[attr-defined]
     for path in sockets:
@@ -96,8 +94,6 @@ def check_settings(settings: object, socket_path: str) -> None:
             raise ConfigError(
                 f"the account source is authdaemond on authkitd's own socket {socket_path}: "
                 "set source (e.g. source = userdb and userdb = /etc/courier/userdb) in authkit.conf")
-    if str(settings.rehash_on_login).lower() not in YES + NO:  # type: ignore[attr-defined]
-        raise ConfigError("rehash_on_login must be yes or no")
     if settings.workers < 1 or settings.max_clients < 1:  # type: ignore[attr-defined]
         raise ConfigError("workers and max_clients must be at least 1")
     if settings.source_timeout <= 0:  # type: ignore[attr-defined]
@@ -119,12 +115,12 @@ def open_generation(config_path: "str | None", socket_path: "str | None", log: o
         log.line(f"{file}:{lineno}: {message}", 4)  # type: ignore[attr-defined]
 
     source = open_source(settings, on_problem=problem, daemon=True)
-    if settings.source_kind == "chain":
+    if settings.chosen_source == "chain":
         modules = dict(zip(source.names, source.members))  # type: ignore[attr-defined]
     else:
-        modules = {COURIER_MODULES.get(settings.source_kind, settings.source_kind): source}
+        modules = {COURIER_MODULES.get(settings.chosen_source, settings.chosen_source): source}
     userdbs = [member for member in modules.values() if type(member).__name__ == "UserdbSource"]
-    rehash = userdbs if str(settings.rehash_on_login).lower() in YES else []
+    rehash = userdbs if settings.rehash_on_login else []
     cache = None
     if settings.cache_ttl > 0:
         from ..cache import CachingSource, userdb_stamp

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from authkit.config import load_settings, parse_config
+from authkit.config import Settings, load_settings, parse_config
 from authkit.errors import ConfigError
 
 
@@ -33,19 +33,19 @@ def test_config_option_beats_environment(tmp_path):
     conf = tmp_path / "a.conf"
     conf.write_text("userdb = /from/file\nmin_uid = 7\n")
     settings = load_settings(str(conf), {"AUTHKIT_AUTHDAEMON": "/sock", "AUTHKIT_USERDB": "/env"})
-    assert (settings.source_kind, settings.source_path, settings.min_uid) == ("userdb", "/from/file", 7)
+    assert (settings.chosen_source, settings.chosen_path, settings.min_uid) == ("userdb", "/from/file", 7)
 
 
 def test_authdaemon_env_beats_userdb_env():
     settings = load_settings(None, {"AUTHKIT_AUTHDAEMON": "/s", "AUTHKIT_USERDB": "/u", "AUTHKIT_CONFIG": ""})
-    assert (settings.source_kind, settings.source_path) == ("authdaemon", "/s")
+    assert (settings.chosen_source, settings.chosen_path) == ("authdaemon", "/s")
 
 
 def test_userdb_env_with_policy_from_authkit_config(tmp_path):
     conf = tmp_path / "a.conf"
     conf.write_text("authdaemon_socket = /ignored\nmin_password_length = 12\n")
     settings = load_settings(None, {"AUTHKIT_USERDB": "/u", "AUTHKIT_CONFIG": str(conf)})
-    assert (settings.source_kind, settings.source_path) == ("userdb", "/u")
+    assert (settings.chosen_source, settings.chosen_path) == ("userdb", "/u")
     assert settings.min_password_length == 12
 
 
@@ -53,7 +53,7 @@ def test_authkit_config_env_decides_when_no_source_env(tmp_path):
     conf = tmp_path / "a.conf"
     conf.write_text("authdaemon_socket = /run/x/socket\n")
     settings = load_settings(None, {"AUTHKIT_CONFIG": str(conf)})
-    assert (settings.source_kind, settings.source_path) == ("authdaemon", "/run/x/socket")
+    assert (settings.chosen_source, settings.chosen_path) == ("authdaemon", "/run/x/socket")
 
 
 def test_config_naming_no_source_is_an_error(tmp_path):
@@ -80,7 +80,7 @@ def test_courier_defaults_prefer_a_live_socket(tmp_path, monkeypatch):
         monkeypatch.setattr(config, "DEFAULT_USERDBS", (str(tmp_path / "userdb"),))
         (tmp_path / "userdb").write_text("")
         settings = load_settings(None, {})
-        assert (settings.source_kind, settings.source_path) == ("authdaemon", path)
+        assert (settings.chosen_source, settings.chosen_path) == ("authdaemon", path)
     finally:
         server.close()
 
@@ -93,7 +93,7 @@ def test_courier_defaults_fall_back_to_userdb_then_fail(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "DEFAULT_USERDBS", (str(tmp_path / "a"), str(tmp_path / "b")))
     (tmp_path / "b.dat").write_bytes(b"")
     settings = load_settings(None, {})
-    assert (settings.source_kind, settings.source_path) == ("userdb", str(tmp_path / "b"))
+    assert (settings.chosen_source, settings.chosen_path) == ("userdb", str(tmp_path / "b"))
     (tmp_path / "b.dat").unlink()
     with pytest.raises(ConfigError, match="no account source"):
         load_settings(None, {})
@@ -134,12 +134,12 @@ def test_authkit_variables_are_ignored_when_real_and_effective_ids_differ(tmp_pa
     monkeypatch.setattr(config, "DEFAULT_CONFIG", str(good))
     environ = {"AUTHKIT_USERDB": "/evil/u", "AUTHKIT_AUTHDAEMON": "/evil/s", "AUTHKIT_CONFIG": str(evil),
                "TCPREMOTEIP": "192.0.2.7"}
-    assert load_settings(None, environ).source_path == "/evil/s"
+    assert load_settings(None, environ).chosen_path == "/evil/s"
     for getter in ("geteuid", "getegid"):
         with monkeypatch.context() as patch:
             patch.setattr(os, getter, lambda: 12345)
             settings = load_settings(None, environ)
-            assert (settings.source_path, settings.config_file) == ("/good/userdb", str(good)), getter
+            assert (settings.chosen_path, settings.config_file) == ("/good/userdb", str(good)), getter
             assert settings.min_password_length == 8
             assert config.trusted_environ(environ) == {"TCPREMOTEIP": "192.0.2.7"}
 
@@ -159,7 +159,7 @@ def test_a_process_with_differing_real_and_effective_uid_ignores_authkit_variabl
     evil.chmod(0o644)
     tmp_path.chmod(0o755)
     code = ("import json, authkit.config as c; c.DEFAULT_CONFIG = %r; s = c.load_settings(); "
-            "print(json.dumps([s.source_path, s.config_file]))" % str(good))
+            "print(json.dumps([s.chosen_path, s.config_file]))" % str(good))
     env = {"PATH": "/usr/bin:/bin", "AUTHKIT_USERDB": "/evil/u", "AUTHKIT_CONFIG": str(evil),
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     for ids, expected in (((65534, 0, 0), ["/good/userdb", str(good)]), (None, ["/evil/u", str(evil)])):
@@ -189,6 +189,7 @@ def test_a_process_with_differing_real_and_effective_uid_ignores_authkit_variabl
     ("source = userdb, ldpa\n", "f.conf:1: source must be one of userdb, authdaemon, ldap, pgsql "
      "(or a comma-separated chain of them)"),
     ("allow_root_ids = maybe\n", "f.conf:1: allow_root_ids must be yes or no"),
+    ("rehash_on_login = maybe\n", "f.conf:1: rehash_on_login must be yes or no"),
     ("max_password_length = 6\n", "f.conf:1: max_password_length (6) is below min_password_length (8)"),
     ("max_password_length = 20\nmin_password_length = 21\n",
      "f.conf:2: max_password_length (20) is below min_password_length (21)"),
@@ -203,9 +204,11 @@ def test_every_value_is_checked_when_the_file_is_read(text, message):
 
 def test_zero_turns_off_where_documented_and_scheme_names_take_any_case():
     values = parse_config("bad_pass_delay = 0\nmin_uid = 0\nhash_scheme = SHA512-CRYPT\n"
-                          "allow_root_ids = Yes\nidle_timeout = 0.5\nmax_password_length = 8\n")
+                          "allow_root_ids = Yes\nidle_timeout = 0.5\nmax_password_length = 8\n"
+                          "rehash_on_login = yes\n")
     assert values == {"bad_pass_delay": 0.0, "min_uid": 0, "hash_scheme": "SHA512-CRYPT",
-                      "allow_root_ids": True, "idle_timeout": 0.5, "max_password_length": 8}
+                      "allow_root_ids": True, "idle_timeout": 0.5, "max_password_length": 8,
+                      "rehash_on_login": True}
 
 
 def test_every_default_passes_its_own_check():
@@ -214,3 +217,18 @@ def test_every_default_passes_its_own_check():
     for key, (kind, default) in _SCHEMA.items():
         text = {bool: lambda v: "yes" if v else "no"}.get(kind, str)(default)
         assert parse_config(f"{key} = {text}\n")[key] == default, key
+
+
+def test_the_chosen_source_has_one_name_and_its_path_lives_in_its_own_key():
+    """issue 16: ``source`` is what the file says, ``chosen_source`` the kind
+    chosen; the path is the kind's own key, ``chosen_path`` only reads it."""
+    settings = Settings(source="userdb, ldap").choose("authdaemon", "/run/s")
+    assert (settings.source, settings.chosen_source, settings.authdaemon_socket) == (
+        "userdb, ldap", "authdaemon", "/run/s")
+    assert settings.chosen_path == "/run/s"
+    with pytest.raises(AttributeError):
+        settings.chosen_path = "/elsewhere"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        Settings().choose("ldap", "/no/path/for/ldap")
+    assert not hasattr(settings, "source_kind") and not hasattr(settings, "source_path")
+    assert Settings().rehash_on_login is False
