@@ -32,7 +32,9 @@ def check_new_password(old: bytes, new: bytes, settings: "Settings") -> None:
 
 def check_uid(account: "Account", settings: "Settings") -> None:
     """Raise ``PolicyRefused`` when the account's uid is below ``min_uid``
-    (system accounts are never changed through authkit)."""
+    (system accounts are never changed through authkit).  A change hands it to
+    the source as ``check_account=lambda account: check_uid(account, settings)``
+    (see ``AccountSource.change_password``) rather than authenticating first."""
     if account.uid < settings.min_uid:
         raise PolicyRefused("account uid below the minimum")
 

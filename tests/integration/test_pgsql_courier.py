@@ -233,6 +233,20 @@ def test_password_change_refusals_leave_the_table_alone(pair: Pair) -> None:
         pair.authkit.change_password("md5", b"pw-MD5", b"bad\0nul")
     with pytest.raises(PolicyRefused):
         pair.authkit.change_password("md5", b"pw-MD5", b"\xff\xfe")
+    # issue 16: the uid policy, run inside the transaction after the old
+    # password checked out (a wrong one is still BadPassword), rolls back
+    seen = []
+
+    def low_uid(account) -> None:  # noqa: ANN001
+        seen.append(account.address)
+        raise PolicyRefused("account uid below the minimum")
+
+    with pytest.raises(BadPassword):
+        pair.authkit.change_password("sha256-crypt", b"wrong", b"whatever1", check_account=low_uid)
+    assert seen == []
+    with pytest.raises(PolicyRefused):
+        pair.authkit.change_password("sha256-crypt", b"pw-sha256-crypt", b"whatever1", check_account=low_uid)
+    assert seen == ["sha256-crypt@example.com"]
     # Courier refuses the same ones
     for name, old in (("md5@example.com", "wrong"), ("nobody@example.com", "x"),
                       ("nopassword@example.com", "anything"), ("elsewhere@example.com", "pw-else")):
