@@ -49,7 +49,7 @@ import threading
 from time import monotonic
 
 from .authdaemon import server
-from .errors import Misuse, Rejected, TemporaryFailure, UnknownUser
+from .errors import Misuse, Rejected, TemporaryFailure
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
