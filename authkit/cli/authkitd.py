@@ -203,7 +203,7 @@ def run(argv: "list[str]") -> int:
     try:
         options = parse_args(argv)
     except UsageError as exc:
-        from ._log import usage_error
+        from ._edge import usage_error
 
         return usage_error(PROGRAM, str(exc), USAGE)
     if options["help"]:

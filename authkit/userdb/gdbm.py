@@ -448,33 +448,25 @@ def _ctypes_lib() -> object:
         """A datum passed in: ``dptr`` takes bytes directly (no copy, no cast)."""
         _fields_ = [("dptr", ctypes.c_char_p), ("dsize", ctypes.c_int)]
 
-    vp, ci = ctypes.c_void_p, ctypes.c_int
-    lib.gdbm_open.restype = vp
-    lib.gdbm_open.argtypes = [ctypes.c_char_p, ci, ci, ci, vp]
-    lib.gdbm_close.restype = ci
-    lib.gdbm_close.argtypes = [vp]
-    lib.gdbm_fetch.restype = Datum
-    lib.gdbm_fetch.argtypes = [vp, InDatum]
-    lib.gdbm_store.restype = ci
-    lib.gdbm_store.argtypes = [vp, InDatum, InDatum, ci]
-    lib.gdbm_delete.restype = ci
-    lib.gdbm_delete.argtypes = [vp, InDatum]
-    lib.gdbm_firstkey.restype = Datum
-    lib.gdbm_firstkey.argtypes = [vp]
-    lib.gdbm_nextkey.restype = Datum
-    lib.gdbm_nextkey.argtypes = [vp, InDatum]
-    lib.gdbm_setopt.restype = ci
-    lib.gdbm_setopt.argtypes = [vp, ci, vp, ci]
-    lib.gdbm_sync.restype = ci
-    lib.gdbm_sync.argtypes = [vp]
-    lib.gdbm_errno_location.restype = ctypes.POINTER(ci)
-    lib.gdbm_errno_location.argtypes = []
-    lib.gdbm_last_errno.restype = ci
-    lib.gdbm_last_errno.argtypes = [vp]
-    lib.gdbm_strerror.restype = ctypes.c_char_p
-    lib.gdbm_strerror.argtypes = [ci]
-    lib.gdbm_db_strerror.restype = ctypes.c_char_p
-    lib.gdbm_db_strerror.argtypes = [vp]
+    vp, ci, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+    for name, restype, argtypes in (
+        ("gdbm_open", vp, [cp, ci, ci, ci, vp]),
+        ("gdbm_close", ci, [vp]),
+        ("gdbm_fetch", Datum, [vp, InDatum]),
+        ("gdbm_store", ci, [vp, InDatum, InDatum, ci]),
+        ("gdbm_delete", ci, [vp, InDatum]),
+        ("gdbm_firstkey", Datum, [vp]),
+        ("gdbm_nextkey", Datum, [vp, InDatum]),
+        ("gdbm_setopt", ci, [vp, ci, vp, ci]),
+        ("gdbm_sync", ci, [vp]),
+        ("gdbm_errno_location", ctypes.POINTER(ci), []),
+        ("gdbm_last_errno", ci, [vp]),
+        ("gdbm_strerror", cp, [ci]),
+        ("gdbm_db_strerror", cp, [vp]),
+    ):
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
     libc = ctypes.CDLL(None)
     lib.free = libc.free
     lib.free.restype = None
