@@ -11,6 +11,9 @@ How a program finds its account source (first match wins):
 5. Courier's defaults: a live authdaemond socket at one of Courier's default paths,
    else ``/etc/courier/userdb``, else ``/usr/local/etc/userdb``.
 
+Every program resolves through :func:`load_settings`; the admin command's
+``--userdb PATH`` is a userdb chosen on top of these rules (``userdb=``).
+
 The settings other than the source (policy, timeouts) come from the config file of
 step 1 or 4 whenever one is in use, else from the defaults below.
 
@@ -129,7 +132,7 @@ _SCHEMA: dict[str, tuple[type, object]] = {
     "pgsql_enumerate_clause": (str, ""),
     "pgsql_connect_timeout": (float, 10.0),
     "pgsql_statement_timeout": (float, 10.0),
-    "pgsql_pool_size": (int, 4),
+    "pgsql_pool_size": (int, 8),
 }
 
 #: The account source kinds a config file may name.  "ldap" and "pgsql" are heavy
@@ -146,8 +149,13 @@ _BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
 
 class Settings:
     """The settings of one program run.  Attributes are the keys of the config
-    file (see the module docstring); ``config_file`` is the file read, or "";
-    ``source_kind`` and ``source_path`` name the account source chosen."""
+    file (see the module docstring) and three more: ``config_file``, the file
+    read ("" if none); ``source_kind``, the kind of account source chosen
+    (``source`` is what the file says: it may be empty, to be inferred, or a
+    chain); ``source_path``, derived, not stored: the chosen source's own key
+    (``userdb`` for a userdb, ``authdaemon_socket`` for authdaemond, "" for
+    the other kinds).  Choosing a source writes its path into that key, so a
+    path has one name."""
 
     source: str
     userdb: str
@@ -176,18 +184,115 @@ class Settings:
             raise TypeError(f"unknown settings: {', '.join(sorted(values))}")
         self.config_file = ""
         self.source_kind = ""
-        self.source_path = ""
+
+    @property
+    def source_path(self) -> str:
+        """The path of the chosen source: ``userdb`` or ``authdaemon_socket``
+        by ``source_kind``, else ""."""
+        key = _PATH_KEYS.get(self.source_kind)
+        return getattr(self, key) if key else ""
+
+    @source_path.setter
+    def source_path(self, path: str) -> None:
+        key = _PATH_KEYS.get(self.source_kind)
+        if key is None:
+            raise AttributeError(f"a {self.source_kind or 'unchosen'} source has no path")
+        setattr(self, key, path)
+
+    def choose(self, kind: str, path: str = "") -> "Settings":
+        """Record the chosen source (and its path, for a userdb or authdaemond);
+        return self."""
+        self.source_kind = kind
+        if path:
+            self.source_path = path
+        return self
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{key}={getattr(self, key)!r}" for key in _SCHEMA)
         return f"Settings({inner}, source_kind={self.source_kind!r}, source_path={self.source_path!r})"
 
 
+#: The key holding the path of each source kind that has one.
+_PATH_KEYS = {"userdb": "userdb", "authdaemon": "authdaemon_socket"}
+
+
+#: The least value of a numeric key.  Every number must be finite (no inf, no
+#: nan) and not negative; a key not listed here must be above 0.  A minimum of 0
+#: means that 0 turns the thing off (min_uid 0: no minimum; bad_pass_delay 0: no
+#: delay).
+_MINIMUM: dict[str, float] = {
+    "min_uid": 0,
+    "bad_pass_delay": 0,
+    "min_password_length": 1,
+    "max_password_length": 1,
+    "max_username_length": 1,
+    "max_connections": 1,
+    "workers": 1,
+    "max_clients": 1,
+    "failure_delay": 0,
+    "failure_delay_max": 0,
+    "cache_ttl": 0,
+    "ldap_tls": 0,
+    "ldap_authbind": 0,
+    "ldap_connections": 0,
+    "pgsql_statement_timeout": 0,
+    "pgsql_pool_size": 0,
+}
+
+
+def _number(kind: type, key: str, value: str) -> "int | float":
+    """``value`` as ``kind`` (int: ASCII digits with an optional sign; float: a
+    finite decimal), at least ``_MINIMUM[key]`` (else above 0).  Raises
+    ValueError with the reason."""
+    if kind is int:
+        digits = value[1:] if value[:1] in ("+", "-") else value
+        if not (digits.isascii() and digits.isdigit()):
+            raise ValueError(f"{key} must be a number")
+        number: "int | float" = int(value)
+    else:
+        try:
+            number = float(value) if value.isascii() else float("nan")
+        except ValueError:
+            raise ValueError(f"{key} must be a number") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{key} must be a finite number")
+    minimum = _MINIMUM.get(key)
+    if minimum is None and not number > 0:
+        raise ValueError(f"{key} must be above 0")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{key} must be at least {minimum}")
+    return number
+
+
+def _check_value(key: str, value: str) -> object:
+    """The typed value of ``key``; ValueError naming what is wrong."""
+    kind = _SCHEMA[key][0]
+    if kind is bool:
+        flag = _BOOLEANS.get(value.lower())
+        if flag is None:
+            raise ValueError(f"{key} must be yes or no")
+        return flag
+    if kind is not str:
+        return _number(kind, key, value)
+    if key == "source" and value and any(kind not in SOURCE_KINDS for kind in chain_kinds(value)):
+        raise ValueError(f"source must be one of {', '.join(SOURCE_KINDS)} (or a comma-separated chain of them)")
+    if key == "hash_scheme":
+        from .schemes import SCHEMES  # the name table only: imports nothing heavy
+
+        known = {name.lower(): name for name in SCHEMES}
+        if value.lower() not in known:
+            raise ValueError(f"hash_scheme must be one of {', '.join(SCHEMES)}")
+    return value
+
+
 def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
-    """The values of a config file's text.  Raises ``ConfigError`` naming
-    ``filename`` and the line for an unknown key, a line without ``=`` or a value
-    of the wrong type."""
+    """The values of a config file's text, every one checked.  Raises
+    ``ConfigError`` naming ``filename`` and the line for an unknown key, a line
+    without ``=``, a value of the wrong type or out of range (see ``_MINIMUM``),
+    an unknown ``source`` or ``hash_scheme``, and a ``max_password_length``
+    below ``min_password_length``."""
     values: dict[str, object] = {}
+    lines: dict[str, int] = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -198,21 +303,17 @@ def parse_config(text: str, filename: str = "<config>") -> dict[str, object]:
             raise ConfigError(f"{filename}:{lineno}: expected 'key = value'")
         if key not in _SCHEMA:
             raise ConfigError(f"{filename}:{lineno}: unknown setting {key!r}")
-        kind = _SCHEMA[key][0]
-        if kind is bool:
-            flag = _BOOLEANS.get(value.lower())
-            if flag is None:
-                raise ConfigError(f"{filename}:{lineno}: {key} must be yes or no")
-            values[key] = flag
-            continue
         try:
-            values[key] = kind(value) if kind is not str else value
-        except ValueError:
-            raise ConfigError(f"{filename}:{lineno}: {key} must be a number") from None
-    source = values.get("source", "")
-    if source and any(kind not in SOURCE_KINDS for kind in chain_kinds(source)):  # type: ignore[arg-type]
-        raise ConfigError(f"{filename}: source must be one of {', '.join(SOURCE_KINDS)}"
-                          " (or a comma-separated chain of them)")
+            values[key] = _check_value(key, value)
+        except ValueError as exc:
+            raise ConfigError(f"{filename}:{lineno}: {exc}") from None
+        lines[key] = lineno
+    low = values.get("min_password_length", _SCHEMA["min_password_length"][1])
+    high = values.get("max_password_length", _SCHEMA["max_password_length"][1])
+    if high < low:  # type: ignore[operator]
+        lineno = max(lines.get("min_password_length", 0), lines.get("max_password_length", 0))
+        raise ConfigError(f"{filename}:{lineno}: max_password_length ({high}) is below "
+                          f"min_password_length ({low})")
     return values
 
 
@@ -244,10 +345,14 @@ def trusted_environ(environ: "Mapping[str, str] | None" = None) -> "Mapping[str,
     return {key: value for key, value in env.items() if not key.startswith("AUTHKIT_")}
 
 
-def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | None" = None) -> Settings:
-    """Settings with the account source chosen as the module docstring says.
-    Raises ``ConfigError`` for an unreadable or malformed config file or when no
-    source can be found."""
+def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | None" = None,
+                  *, userdb: str | None = None, require_source: bool = True) -> Settings:
+    """Settings with the account source chosen as the module docstring says:
+    the one resolver of every program.  ``userdb`` (the admin command's
+    ``--userdb``) is a userdb chosen on top of every rule; the policy still
+    comes from the config file the rules read.  Raises ``ConfigError`` for an
+    unreadable or malformed config file, and, with ``require_source``, when no
+    source can be found (without it, ``source_kind`` is then "")."""
     env = trusted_environ(environ)
     file_values: dict[str, object] = {}
     file_decides = False
@@ -262,28 +367,22 @@ def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | 
     settings = Settings(**file_values)
     settings.config_file = config_path or ""
 
+    if userdb:
+        return settings.choose("userdb", userdb.rstrip("/") or "/")
     if not file_decides:
         if env.get("AUTHKIT_AUTHDAEMON"):
-            settings.source_kind, settings.source_path = "authdaemon", env["AUTHKIT_AUTHDAEMON"]
-            return settings
+            return settings.choose("authdaemon", env["AUTHKIT_AUTHDAEMON"])
         if env.get("AUTHKIT_USERDB"):
-            settings.source_kind, settings.source_path = "userdb", env["AUTHKIT_USERDB"]
-            return settings
+            return settings.choose("userdb", env["AUTHKIT_USERDB"])
     if config_path:
         kind = settings.source or ("authdaemon" if settings.authdaemon_socket else "userdb" if settings.userdb else "")
-        if kind == "authdaemon" and settings.authdaemon_socket:
-            settings.source_kind, settings.source_path = kind, settings.authdaemon_socket
-            return settings
-        if kind == "userdb" and settings.userdb:
-            settings.source_kind, settings.source_path = kind, settings.userdb
-            return settings
+        if kind in _PATH_KEYS and getattr(settings, _PATH_KEYS[kind]):
+            return settings.choose(kind)
         if kind in HEAVY_KINDS:
-            settings.source_kind = kind
-            return settings
+            return settings.choose(kind)
         if "," in kind:  # a chain (authkit/chain.py): opened like a heavy kind
-            settings.source_kind = "chain"
-            return settings
-        if file_decides or kind:
+            return settings.choose("chain")
+        if (file_decides or kind) and require_source:
             raise ConfigError(f"{config_path}: names no account source (set userdb or authdaemon_socket)")
     from .authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
 
@@ -291,12 +390,12 @@ def load_settings(config_path: str | None = None, environ: "Mapping[str, str] | 
     # courier:courier): the connection error will then name it.
     socket_path = find_socket(DEFAULT_SOCKETS if DEFAULT_SOCKETS is not None else DEFAULT_SOCKET_PATHS)
     if socket_path:
-        settings.source_kind, settings.source_path = "authdaemon", socket_path
+        return settings.choose("authdaemon", socket_path)
+    for path in DEFAULT_USERDBS:
+        if os.path.exists(path) or os.path.exists(path + ".dat"):
+            return settings.choose("userdb", path)
+    if not require_source:
         return settings
-    for userdb in DEFAULT_USERDBS:
-        if os.path.exists(userdb) or os.path.exists(userdb + ".dat"):
-            settings.source_kind, settings.source_path = "userdb", userdb
-            return settings
     raise ConfigError(
         "no account source: set AUTHKIT_USERDB or AUTHKIT_AUTHDAEMON, or write "
         f"{DEFAULT_CONFIG} (no authdaemond socket or userdb at Courier's default paths)"
@@ -333,7 +432,6 @@ def open_source(
             from .authdaemon.source import DEFAULT_SOCKET_PATHS, find_socket
 
             settings.authdaemon_socket = find_socket(DEFAULT_SOCKET_PATHS) or DEFAULT_SOCKET_PATHS[0]
-        settings.source_path = settings.authdaemon_socket
     if settings.source_kind == "authdaemon":
         from .authdaemon.source import AuthdaemonSource
 

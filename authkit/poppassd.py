@@ -42,8 +42,6 @@ log (authkit.cli.courierpassd does those).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .errors import PolicyRefused
 from .policy import check_new_password
 from .printable import printable
@@ -65,11 +63,18 @@ CHANGING = "CHANGING"  # waiting for the caller to commit the change
 WANT_QUIT = "WANT_QUIT"  # the change is committed
 CLOSED = "CLOSED"
 
-#: (state, trigger) -> next state.  Triggers are client keywords (``user``,
-#: ``pass``, ``newpass``, ``quit``), caller verdicts (``old_ok``, ``old_refused``,
-#: ``changed``, ``change_refused``, ``server_error``) and ``error``/``eof``/
-#: ``timeout``.  Any (state, trigger) pair not listed is a protocol error, which
-#: closes the session.
+#: The states in which the client is expected to send a line.
+OPEN_STATES = (WANT_USER, WANT_PASS, WANT_NEWPASS, WANT_QUIT)
+
+#: (state, trigger) -> next state: every state change of the session, closing
+#: ones included (h11's rule 1).  Triggers are client keywords (``user``,
+#: ``pass``, ``newpass``, ``quit``), caller verdicts (``old_ok``,
+#: ``old_refused``, ``changed``, ``change_refused``, ``server_error``), the
+#: policy refusal of a new password (``policy``) and, in every open state,
+#: ``error`` (a protocol error: wrong keyword, missing argument, line or
+#: argument too long), ``eof``, ``timeout`` and ``shutdown``.  A caller verdict
+#: nobody asked for raises :class:`PoppassdProtocolError`; a client line that has
+#: no transition is answered with the state's refusal and ``error``.
 TRANSITIONS: dict[tuple[str, str], str] = {
     (WANT_USER, "user"): WANT_PASS,
     (WANT_PASS, "pass"): VERIFYING,
@@ -86,16 +91,59 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (WANT_USER, "quit"): CLOSED,
     (WANT_PASS, "quit"): CLOSED,
     (WANT_NEWPASS, "quit"): CLOSED,
+    **{(state, trigger): CLOSED for state in OPEN_STATES
+       for trigger in ("error", "eof", "timeout", "shutdown")},
 }
+
+# -- values -------------------------------------------------------------------
+
+
+class _Value:
+    """An immutable value with ``__slots__``, compared and hashed by its fields
+    (what ``@dataclass(frozen=True, slots=True)`` gives, without importing
+    dataclasses, re and inspect on courierpassd's per-connection path).
+    ``_hidden`` fields are left out of ``repr`` (passwords)."""
+
+    __slots__: tuple = ()
+    _hidden: tuple = ()
+
+    def __init__(self, *values: object) -> None:
+        defaults = getattr(self, "_defaults", ())
+        missing = len(self.__slots__) - len(values)
+        if missing < 0 or missing > len(defaults):
+            raise TypeError(f"{type(self).__name__} takes {len(self.__slots__)} values")
+        values = values + tuple(defaults[len(defaults) - missing:]) if missing else values
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._values()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__
+                          if name not in self._hidden)
+        return f"{type(self).__name__}({inner})"
+
 
 # -- replies ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(_Value):
     """One reply line.  Fields: ``code`` (200 or 500), ``text``.  ``data`` is the
     line as sent, ending in CRLF."""
 
+    __slots__ = ("code", "text")
     code: int
     text: str
 
@@ -156,42 +204,45 @@ ABORTED = "aborted"  # the client left (EOF or quit) before a change
 # -- actions ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Delay:
+class Delay(_Value):
     """Pause before carrying out the next action.  ``seconds`` counts from the
     moment the caller received the :class:`VerifyOld` or :class:`ChangePassword`
     that led here, so that the refusal leaves at the same time whatever the
     verification cost (unknown user, wrong password and low uid look alike)."""
 
+    __slots__ = ("seconds",)
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyOld:
+class VerifyOld(_Value):
     """Check ``old`` for ``user`` (and the uid policy).  Fields ``user`` (str,
     UTF-8 with surrogateescape for other bytes), ``old`` (bytes; never in repr)."""
 
+    __slots__ = ("user", "old")
+    _hidden = ("old",)
     user: str
-    old: bytes = field(repr=False)
+    old: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ChangePassword:
+class ChangePassword(_Value):
     """Change ``user``'s password from ``old`` to ``new`` and make it durable
     before reporting back.  Passwords are never in repr."""
 
+    __slots__ = ("user", "old", "new")
+    _hidden = ("old", "new")
     user: str
-    old: bytes = field(repr=False)
-    new: bytes = field(repr=False)
+    old: bytes
+    new: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
+class Close(_Value):
     """The session is over: close the connection.  ``outcome`` is one of the
     outcome constants; ``detail`` a short log-safe reason ("" if none)."""
 
+    __slots__ = ("outcome", "detail")
+    _defaults = ("",)
     outcome: str
-    detail: str = ""
+    detail: str
 
 
 class PoppassdProtocolError(Exception):
@@ -221,7 +272,8 @@ class PoppassdSession:
 
     Args:
         settings: limits and policy: ``max_username_length`` (characters),
-            ``max_password_length`` (characters, old and new), ``bad_pass_delay``
+            ``max_password_length`` (characters, the new password only: an old
+            password is bounded by :data:`MAX_LINE`), ``bad_pass_delay``
             (seconds), and whatever :func:`authkit.policy.check_new_password` reads.
         version: the version shown in the greeting.
 
@@ -266,13 +318,13 @@ class PoppassdSession:
         """The client said nothing for too long: a 500 and Close."""
         if self.state in (CLOSED, VERIFYING, CHANGING):
             return []
-        return self._fail(TIMEOUT, TIMED_OUT)
+        return self._fail("timeout", TIMEOUT, TIMED_OUT)
 
     def shutdown(self) -> list:
         """The server is stopping: a 500 and Close (unless mid-change)."""
         if self.state in (CLOSED, VERIFYING, CHANGING):
             return []
-        return self._fail(SHUTTING_DOWN, ABORTED, "server shutdown")
+        return self._fail("shutdown", SHUTTING_DOWN, ABORTED, "server shutdown")
 
     # -- verdicts from the caller -------------------------------------------------
 
@@ -314,7 +366,7 @@ class PoppassdSession:
         self.state = new
 
     def _closing(self, reply: Reply, outcome: str, detail: str = "", delay: bool = False) -> list:
-        self.state = CLOSED
+        """The last actions (after a transition to CLOSED): the reply, then Close."""
         self.outcome = outcome
         self._buffer.clear()
         actions: list = []
@@ -323,8 +375,8 @@ class PoppassdSession:
         actions += [reply, Close(outcome, detail)]
         return actions
 
-    def _fail(self, reply: Reply, outcome: str, detail: str = "") -> list:
-        self.state = CLOSED
+    def _fail(self, trigger: str, reply: Reply, outcome: str, detail: str = "") -> list:
+        self._transition(trigger)
         return self._closing(reply, outcome, detail)
 
     def _process(self) -> list:
@@ -335,7 +387,7 @@ class PoppassdSession:
                 if len(self._buffer) > MAX_LINE + 1 or (
                     len(self._buffer) == MAX_LINE + 1 and not self._buffer.endswith(b"\r")
                 ):
-                    return actions + self._fail(LINE_TOO_LONG, PROTOCOL_ERROR, "line too long")
+                    return actions + self._fail("error", LINE_TOO_LONG, PROTOCOL_ERROR, "line too long")
                 if self._eof:
                     if self.state == WANT_QUIT:
                         return actions + self._closing_quiet(CHANGED)
@@ -346,12 +398,12 @@ class PoppassdSession:
             if line.endswith(b"\r"):
                 line = line[:-1]
             if len(line) > MAX_LINE:
-                return actions + self._fail(LINE_TOO_LONG, PROTOCOL_ERROR, "line too long")
+                return actions + self._fail("error", LINE_TOO_LONG, PROTOCOL_ERROR, "line too long")
             actions += self._line(line)
         return actions
 
     def _closing_quiet(self, outcome: str, detail: str = "") -> list:
-        self.state = CLOSED
+        self._transition("eof")
         self.outcome = outcome
         self._buffer.clear()
         return [Close(outcome, detail)]
@@ -366,22 +418,22 @@ class PoppassdSession:
             return [BYE, Close(outcome, "" if outcome == CHANGED else "quit")]
         if keyword != expected or not argument.strip(b" \t"):
             outcome = CHANGED if self.state == WANT_QUIT else PROTOCOL_ERROR
-            return self._fail(refusal, outcome, "" if outcome == CHANGED else f"{keyword or 'empty line'} in {self.state}")
+            return self._fail("error", refusal, outcome, "" if outcome == CHANGED else f"{keyword or 'empty line'} in {self.state}")
         settings = self.settings
         if self.state == WANT_USER:
             user = _decode(argument)
             if len(user) > settings.max_username_length:
-                return self._fail(username_too_long(settings.max_username_length), PROTOCOL_ERROR, "username too long")
+                return self._fail("error", username_too_long(settings.max_username_length), PROTOCOL_ERROR, "username too long")
             self.user = user
             self._transition("user")
             return [PASSWORD_PLEASE]
-        if len(_decode(argument)) > settings.max_password_length:
-            return self._fail(password_too_long(settings.max_password_length), PROTOCOL_ERROR, "password too long")
-        if self.state == WANT_PASS:
+        if self.state == WANT_PASS:  # an old password is bounded by MAX_LINE only
             self._old = argument
             self._transition("pass")
             return [VerifyOld(self.user or "", argument)]
         # WANT_NEWPASS
+        if len(_decode(argument)) > settings.max_password_length:
+            return self._fail("error", password_too_long(settings.max_password_length), PROTOCOL_ERROR, "password too long")
         try:
             check_new_password(self._old, argument, settings)
         except PolicyRefused as exc:
@@ -407,6 +459,7 @@ __all__ = [
     "ChangePassword",
     "Close",
     "TRANSITIONS",
+    "OPEN_STATES",
     "EXPECTED",
     "MAX_LINE",
     "greeting",

@@ -20,7 +20,7 @@ For each daemon:
   short), reported as p50/p99 and the number that got no answer in time.
 
 Usage: ``python3 bench/bench_authkitd.py [--accounts N] [--json FILE]
-[--chart PNG]``.  Needs root and Courier's authlib (CourierLab); the chart needs
+[--chart PNG] [--redraw JSON]``.  Needs root and Courier's authlib (CourierLab); the chart needs
 matplotlib (the ``bench`` extra).  One run takes a few minutes.
 """
 
@@ -181,7 +181,8 @@ def chart(results: dict, out: Path) -> None:
         ax.grid(True, axis="y", alpha=0.3)
     axes[1].set_yscale("log")
     idle = [results["daemons"][name]["idle50"]["p99_ms"] for name in names]
-    axes[2].bar(names, idle, color=["C0", "C1", "C2"][: len(names)])
+    axes[2].bar([name.replace(", ", "\n").replace(" (", "\n(") for name in names], idle,
+                color=["C0", "C1", "C2"][: len(names)])
     axes[2].set_yscale("log")
     axes[2].set_title("p99 of a login while 50 idle connections are held, ms")
     axes[2].grid(True, axis="y", alpha=0.3)
@@ -198,7 +199,12 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=25.0)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--chart", type=Path, default=REPO / "bench" / "authkitd.png")
+    parser.add_argument("--redraw", type=Path, default=None, metavar="JSON",
+                        help="only draw the chart from an earlier run's --json output")
     args = parser.parse_args(argv)
+    if args.redraw:
+        chart(json.loads(args.redraw.read_text()), args.chart)
+        return 0
 
     from authkitdlab import Authkitd, lab_config
     from courierlab import CourierLab, missing_requirements

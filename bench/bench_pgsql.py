@@ -108,6 +108,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--daemons", type=int, default=5, help="Courier authdaemond children")
     parser.add_argument("--workers", type=int, default=8, help="authkitd worker threads")
+    parser.add_argument("--pool", type=int, default=0,
+                        help="authkitd's pgsql_pool_size (default: authkit's own default)")
     args = parser.parse_args()
 
     from authkitdlab import Authkitd
@@ -123,7 +125,8 @@ def main() -> int:
         lab.write_authdaemonrc(authmodulelist="authpgsql")
         lab.start_daemon()
         authkitd = Authkitd(root / "authkitd", root / "authkitd.sock",
-                            authkit_conf_text(keys, workers=args.workers, failure_delay=0))
+                            authkit_conf_text(keys, workers=args.workers, failure_delay=0,
+                                              **({"pgsql_pool_size": args.pool} if args.pool else {})))
         authkitd.start()
         try:
             sockets = {"courier authdaemond+authpgsql": str(lab.socket_path),
@@ -137,7 +140,8 @@ def main() -> int:
         finally:
             authkitd.stop()
     print(f"users={args.users} requests/round={args.requests} clients={args.clients} "
-          f"rounds={args.rounds} courier daemons={args.daemons} authkitd workers={args.workers}")
+          f"rounds={args.rounds} courier daemons={args.daemons} authkitd workers={args.workers} "
+          f"pool={args.pool or 'default'}")
     print("| daemon | logins/s | p50 ms | p99 ms |")
     print("|---|---|---|---|")
     medians = {}

@@ -73,11 +73,12 @@ say "grep '^$USER_NAME' \$AUTHKIT_USERDB | tr '|' '\\n' | grep pw="
 show_pw_fields
 
 say "bin/courierpassd -s $SERVICE --stderr --listen 127.0.0.1:0 2>\$DEMO/courierpassd.log &"
-bin/courierpassd -s "$SERVICE" --stderr --listen 127.0.0.1:0 2>"$demo/courierpassd.log" &
+: >"$demo/courierpassd.log"  # exists before the loop reads it, whenever the shell opens it
+bin/courierpassd -s "$SERVICE" --stderr --listen 127.0.0.1:0 2>>"$demo/courierpassd.log" &
 server=$!
 port=""
 tries=0
-while [ -z "$port" ] && [ $tries -lt 100 ]; do
+while [ -z "$port" ] && [ $tries -lt 300 ]; do  # up to 30 s on a busy machine
     port=$(sed -n 's/^courierpassd: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$demo/courierpassd.log")
     if [ -z "$port" ]; then
         kill -0 "$server" 2>/dev/null || break

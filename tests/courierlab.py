@@ -110,6 +110,10 @@ class CourierLab:
         self._holder: subprocess.Popen | None = None
         self._daemon: subprocess.Popen | None = None
         self._mntns: str | None = None
+        # An open fd of the namespace keeps it (and so its inode number) alive
+        # until close() has killed what is in it: a freed namespace's number is
+        # reused by the next one made, maybe another test run's lab.
+        self._mntns_fd: int | None = None
         self._setup()
 
     # ------------------------------------------------------------------ set-up
@@ -175,9 +179,11 @@ class CourierLab:
                 err = b""
             self._kill_holder()
             raise LabError(f"cannot set up the lab namespace: {line!r} {err!r}")
+        self._mntns_fd = os.open(f"/proc/{self._holder.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         self._mntns = os.readlink(f"/proc/{self._holder.pid}/ns/mnt")
         if self._mntns == os.readlink("/proc/self/ns/mnt"):
             self._kill_holder()
+            self._release_namespace()
             raise LabError("holder is not in a new mount namespace")
 
     @property
@@ -381,7 +387,18 @@ class CourierLab:
             self._kill_namespace_processes(keep_holder=True)
         finally:
             self._kill_holder()
-            self._kill_namespace_processes(keep_holder=False)
+            try:
+                self._kill_namespace_processes(keep_holder=False)
+            finally:
+                self._release_namespace()
+
+    def _release_namespace(self) -> None:
+        """Let the namespace go (after the last scan of it): from here on its
+        inode number may name another namespace, so stop matching it."""
+        fd, self._mntns_fd = self._mntns_fd, None
+        self._mntns = None
+        if fd is not None:
+            os.close(fd)
 
     def __enter__(self) -> CourierLab:
         return self

@@ -14,11 +14,8 @@ escaped, length capped) so that a name cannot forge or disguise a log line.
 
 from __future__ import annotations
 
-import os
-
 from ..printable import printable
-
-LOG_AUTH_FACILITY = 4 << 3  # LOG_AUTH, as <syslog.h> defines it
+from ._edge import write_all
 
 
 def safe(text: str | bytes, limit: int = 128) -> str:
@@ -42,9 +39,8 @@ class EventLog:
         self._syslog = None
 
     def _write_stderr(self, line: str) -> None:
-        data = f"{self.program}: {line}\n".encode("utf-8", "backslashreplace")
         try:
-            os.write(2, data)
+            write_all(2, f"{self.program}: {line}\n".encode("utf-8", "backslashreplace"))
         except OSError:
             pass
 
@@ -79,10 +75,4 @@ class EventLog:
             self._write_stderr("debug: " + line)
 
 
-def usage_error(program: str, message: str, usage: str) -> int:
-    """Print ``program: message`` and the usage line on stderr; return exit 2."""
-    os.write(2, f"{program}: {message}\n{usage}\n".encode("utf-8", "backslashreplace"))
-    return 2
-
-
-__all__ = ["EventLog", "safe", "usage_error", "LOG_AUTH_FACILITY"]
+__all__ = ["EventLog", "safe"]

@@ -54,46 +54,29 @@ def _err(text: str) -> None:
 # ------------------------------------------------------------------ settings
 
 
-def _settings(args: "argparse.Namespace") -> "Settings":
-    """Settings from --config FILE, else $AUTHKIT_CONFIG or /etc/authkit/authkit.conf
-    when present, else the defaults (no account source is required here)."""
-    from ..config import DEFAULT_CONFIG, Settings, read_config, trusted_environ
+def _settings(args: "argparse.Namespace", require_source: bool = False) -> "Settings":
+    """The settings and source of every program (authkit.config.load_settings:
+    --config, the AUTHKIT_* variables, the config file, Courier's defaults),
+    with --userdb chosen on top.  Only ``test`` and ``enumerate`` need a
+    source (``require_source``)."""
+    from ..config import load_settings
 
-    path = args.config or trusted_environ().get("AUTHKIT_CONFIG") or (
-        DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else "")
-    settings = Settings(**(read_config(path) if path else {}))
-    settings.config_file = path
-    return settings
-
-
-def _userdb_path(args: "argparse.Namespace", settings: "Settings | None" = None) -> str:
-    """--userdb, else $AUTHKIT_USERDB, else ``userdb`` of the config, else Courier's
-    /etc/courier/userdb."""
-    if getattr(args, "sub_userdb", None):
-        return args.sub_userdb.rstrip("/") or "/"
-    if args.userdb:
-        return args.userdb.rstrip("/") or "/"
-    from ..config import trusted_environ
-
-    env = trusted_environ()
-    if env.get("AUTHKIT_USERDB"):
-        return env["AUTHKIT_USERDB"]
-    settings = settings or _settings(args)
-    return settings.userdb or DEFAULT_USERDB
+    userdb = getattr(args, "sub_userdb", None) or args.userdb
+    return load_settings(args.config, userdb=userdb, require_source=require_source)
 
 
-def _source(args: "argparse.Namespace") -> "AccountSource":
-    """The account source of ``test``/``enumerate``: the userdb given with --userdb,
-    else what the configuration names (authdaemond or a userdb)."""
-    settings = _settings(args)
-    if args.userdb:
-        from ..userdb.source import UserdbSource
+def _userdb_path(args: "argparse.Namespace") -> str:
+    """The text userdb of ``userdb``, ``makeuserdb`` and ``check``: the chosen
+    source's when it is a userdb (--userdb first), else the config's
+    ``userdb``, else Courier's /etc/courier/userdb."""
+    return _settings(args).userdb or DEFAULT_USERDB
 
-        return UserdbSource(args.userdb.rstrip("/"), default_options=settings.default_options,
-                            hash_scheme=settings.hash_scheme)
+
+def _source(settings: "Settings") -> "AccountSource":
+    """The account source of ``test``/``enumerate`` (a userdb or authdaemond)."""
     from ..config import open_source
 
-    return open_source(config_path=args.config)
+    return open_source(settings)
 
 
 # ------------------------------------------------------------------ userdb
@@ -321,12 +304,12 @@ def _none(value: object) -> str:
 def cmd_test(args: "argparse.Namespace") -> int:
     """authtest: lookup (NAME), login (NAME PASSWORD) or change (NAME OLD NEW)."""
     service = args.service
-    source = _source(args)
+    settings = _settings(args, require_source=True)
+    source = _source(settings)
     try:
         try:
             if args.newpassword is not None:
-                _change(source, args.name, _b(args.password), _b(args.newpassword), service,
-                        _settings(args))
+                _change(source, args.name, _b(args.password), _b(args.newpassword), service, settings)
                 _err("Password change succeeded.\n")
                 return 0
             if args.password is not None:
@@ -381,7 +364,7 @@ def _reason(exc: Rejected) -> str:
 def cmd_enumerate(args: "argparse.Namespace") -> int:
     """authenumerate: ``name uid gid home maildir [options]``, tab-separated;
     entries with uid 0 or gid 0 dropped; ``-s`` drops ``disableshared`` ones."""
-    source = _source(args)
+    source = _source(_settings(args, require_source=True))
     write = sys.stdout.buffer.write
     try:
         for account in source.enumerate():

@@ -174,12 +174,33 @@ def _raise_file_limit() -> None:
         pass
 
 
+def inherited_socket():  # noqa: ANN201
+    """The listening unix socket systemd passed (``LISTEN_PID`` is this process,
+    ``LISTEN_FDS`` >= 1: descriptor 3, sd_listen_fds(3)), or None.  The
+    variables are removed so that no child sees them."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    count = os.environ.get("LISTEN_FDS", "")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if not count.isdigit() or int(count) < 1:
+        return None
+    import socket
+
+    listener = socket.socket(fileno=3)
+    if listener.family != socket.AF_UNIX or listener.type != socket.SOCK_STREAM:
+        listener.detach()
+        return None
+    listener.set_inheritable(False)
+    return listener
+
+
 def run(argv: "list[str]") -> int:
     """The program: ``argv`` without the program name; the exit status."""
     try:
         options = parse_args(argv)
     except UsageError as exc:
-        from ._log import usage_error
+        from ._edge import usage_error
 
         return usage_error(PROGRAM, str(exc), USAGE)
     if options["help"]:
@@ -207,10 +228,20 @@ def run(argv: "list[str]") -> int:
 
     _preload()
     _raise_file_limit()
-    try:
-        listener = bind_socket(socket_path)
-    except OSError as exc:
-        return fatal(f"cannot listen on {socket_path}: {exc.strerror or exc}")
+    listener = inherited_socket()
+    shown = socket_path
+    if listener is not None:  # systemd socket activation (contrib/systemd/authkitd.socket)
+        socket_path = str(listener.getsockname() or socket_path)
+        shown = socket_path + " (from systemd)"
+        try:
+            check_settings(settings, socket_path)
+        except ConfigError as exc:
+            return fatal(f"configuration error: {exc}")
+    else:
+        try:
+            listener = bind_socket(socket_path)
+        except OSError as exc:
+            return fatal(f"cannot listen on {socket_path}: {exc.strerror or exc}")
 
     def reload():  # noqa: ANN202
         new_settings, new_generation = open_generation(config_path, socket_path, log)  # type: ignore[arg-type]
@@ -220,7 +251,7 @@ def run(argv: "list[str]") -> int:
 
     daemon = Daemon(listener, generation, log, reload=reload, workers=settings.workers,
                     max_clients=settings.max_clients)
-    log.line(f"listening on {socket_path}: {generation.description}, {settings.workers} workers")
+    log.line(f"listening on {shown}: {generation.description}, {settings.workers} workers")
     try:
         return daemon.run()
     finally:

@@ -12,8 +12,10 @@ against ``--tls-ca``) in both modes (stdin must then be a socket).
 
 The dialogue is :mod:`authkit.poppassd`; this module only does the I/O: reading
 with an idle timeout, the failure delay, asking the account source, logging one
-event per connection.  Exit status (stdin mode): 0 password changed (or a clean
-quit), 1 refused / protocol error / timeout, 2 usage, 111 temporary failure.
+event per connection.  Exit status (stdin mode): 0 password changed, 1 anything
+else (refused, protocol error, timeout, client gone, quit before a change), 2
+usage, 111 temporary failure.  Options are read by the shared getopt of
+authkit.cli._edge (a connection under inetd starts this program: no argparse).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import time
 
 from .. import __version__
 from .. import poppassd as pp
-from ..errors import BadPassword, ConfigError, PolicyRefused, TemporaryFailure, UnknownUser
-from ._log import EventLog
+from ..errors import BadPassword, ConfigError, Misuse, PolicyRefused, Rejected, TemporaryFailure, UnknownUser
+from ._edge import COMMON_OPTIONS, exit_status, getopt, usage_error, write_all
+from ._log import EventLog, safe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, Sequence
 
     from ..config import Settings
     from ..source import AccountSource
@@ -41,37 +44,71 @@ USAGE = (
     "usage: courierpassd [-hV] [-s SERVICE] [--stderr] [--config FILE] [-v]\n"
     "                    [--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]"
 )
-#: --listen: most connections served at once; more get "500 Server busy".
-MAX_CONNECTIONS = 64  # default of the max_connections setting
 #: how often a waiting reader or the accept loop looks at the stop flag (seconds).
 POLL = 0.25
 
-EXIT_BY_OUTCOME = {
-    pp.CHANGED: 0,
-    pp.TEMPFAIL: 111,
+HELP = USAGE + """
+
+poppassd-protocol password change server for a Courier userdb or authdaemond.
+
+  -s, --service SERVICE  service whose password is changed (<service>pw, else
+                         systempw); default login
+      --stderr           log to stderr instead of syslog
+      --config FILE      authkit.conf to use (see authkit.conf(5))
+      --listen ADDR:PORT serve standalone on ADDR:PORT (e.g. 127.0.0.1:106, [::1]:106)
+      --tls-cert FILE    TLS certificate chain (PEM): implicit TLS
+      --tls-key FILE     TLS private key (PEM)
+      --tls-ca FILE      require client certificates signed by these CAs
+  -v, --verbose          trace the dialogue on stderr (never passwords)
+  -h, --help             show this help and exit
+  -V, --version          show the version and exit
+
+See courierpassd(8).
+"""
+
+#: spelling -> (Options attribute, takes a value): for _edge.getopt.
+OPTIONS = {
+    "-s": ("service", True), "--service": ("service", True),
+    "--listen": ("listen", True),
+    "--tls-cert": ("tls_cert", True), "--tls-key": ("tls_key", True), "--tls-ca": ("tls_ca", True),
+    "-v": ("verbose", False), "--verbose": ("verbose", False),
+    **COMMON_OPTIONS,
 }
 
 
-def _parser():  # noqa: ANN202 - argparse is imported lazily
-    import argparse
+class Options:
+    """The parsed command line (attributes named as in :data:`OPTIONS`)."""
 
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="poppassd-protocol password change server for Courier userdb/authdaemond.",
-        epilog="See courierpassd(8).",
-    )
-    parser.add_argument("-V", "--version", action="version", version=f"{PROGRAM} {__version__}")
-    parser.add_argument("-s", "--service", default="login",
-                        help="service whose password is changed (<service>pw, else systempw); default login")
-    parser.add_argument("--stderr", action="store_true", help="log to stderr instead of syslog")
-    parser.add_argument("--config", metavar="FILE", help="authkit.conf to use (see authkit.conf(5))")
-    parser.add_argument("--listen", metavar="ADDR:PORT",
-                        help="serve standalone on ADDR:PORT (e.g. 127.0.0.1:106, [::1]:106)")
-    parser.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM): implicit TLS")
-    parser.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
-    parser.add_argument("--tls-ca", metavar="FILE", help="require client certificates signed by these CAs")
-    parser.add_argument("-v", "--verbose", action="store_true", help="trace the dialogue on stderr (never passwords)")
-    return parser
+    __slots__ = ("service", "stderr", "config", "listen", "tls_cert", "tls_key", "tls_ca",
+                 "verbose", "help", "version")
+
+    def __init__(self) -> None:
+        self.service = "login"
+        self.stderr = self.verbose = self.help = self.version = False
+        self.config = self.listen = self.tls_cert = self.tls_key = self.tls_ca = None
+
+
+def parse_args(argv: "Sequence[str]") -> Options:
+    """The options of ``argv`` (without the program name); no operand is
+    allowed.  Raises ``Misuse``."""
+    found, operands = getopt(argv, OPTIONS)
+    if operands:
+        raise Misuse(f"unexpected argument {safe(operands[0])}")
+    opts = Options()
+    for name, value in found:
+        setattr(opts, name, value)
+    if bool(opts.tls_cert) != bool(opts.tls_key) or (opts.tls_ca and not opts.tls_cert):
+        raise Misuse("--tls-cert and --tls-key go together (--tls-ca needs both)")
+    return opts
+
+
+def outcome_status(outcome: str) -> int:
+    """The exit status of a stdin-mode session that ended in ``outcome``: 0
+    changed, the error classes' codes otherwise (111 temporary failure, 1 for
+    every refusal, protocol error, timeout or abort)."""
+    if outcome == pp.CHANGED:
+        return 0
+    return TemporaryFailure.exit_code if outcome == pp.TEMPFAIL else Rejected.exit_code
 
 
 # -- transports ------------------------------------------------------------------
@@ -111,9 +148,7 @@ class FdTransport(Transport):
             return b""
 
     def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.wfd, view):]
+        write_all(self.wfd, data)
 
 
 class SocketTransport(Transport):
@@ -174,19 +209,43 @@ class Server:
             self.log.debug(traceback.format_exc().replace("\n", " | "))
 
     def verify(self, action: pp.VerifyOld, session: pp.PoppassdSession) -> list:
+        """Check the old password and the uid policy; the session's verdict."""
         from ..policy import check_uid, wait_out_refusal
 
         started = time.monotonic()
-        try:
-            account = self.source.authenticate(action.user, action.old, self.service)
-            check_uid(account, self.settings)
-        except UnknownUser:
-            return session.old_password_refused(pp.UNKNOWN_USER)
-        except PolicyRefused:
+
+        def ask() -> None:
+            check_uid(self.source.authenticate(action.user, action.old, self.service), self.settings)
+
+        def low_uid(exc: PolicyRefused) -> list:
             # (the source floors unknown and wrong; a uid refused after a right
             # password waits as long, whatever bad_pass_delay adds afterwards)
             wait_out_refusal(started, self.settings.refusal_floor)
             return session.old_password_refused(pp.LOW_UID)
+
+        return self._verdict(session, ask, session.old_password_ok, low_uid)
+
+    def change(self, action: pp.ChangePassword, session: pp.PoppassdSession) -> list:
+        """Make the change durable; the session's verdict."""
+        def ask() -> None:
+            self.source.change_password(action.user, action.old, action.new, self.service)
+
+        return self._verdict(session, ask, session.password_changed,
+                             lambda exc: session.change_refused(str(exc)))
+
+    def _verdict(self, session: pp.PoppassdSession, ask: "Callable[[], None]",
+                 success: "Callable[[], list]", policy: "Callable[[PolicyRefused], list]") -> list:
+        """The one error ladder of :meth:`verify` and :meth:`change`: call
+        ``ask()``; return ``success()``, or the session's answer to what it
+        raised (``policy`` for a ``PolicyRefused``; unknown user and wrong
+        password alike on the wire; a temporary failure, and anything
+        unexpected, a server error)."""
+        try:
+            ask()
+        except PolicyRefused as exc:
+            return policy(exc)
+        except UnknownUser:
+            return session.old_password_refused(pp.UNKNOWN_USER)
         except BadPassword:
             return session.old_password_refused(pp.BAD_PASSWORD)
         except TemporaryFailure as exc:
@@ -194,23 +253,7 @@ class Server:
         except Exception as exc:  # anything unexpected is temporary
             self._trace()
             return session.server_error(f"internal error: {type(exc).__name__}")
-        return session.old_password_ok()
-
-    def change(self, action: pp.ChangePassword, session: pp.PoppassdSession) -> list:
-        try:
-            self.source.change_password(action.user, action.old, action.new, self.service)
-        except PolicyRefused as exc:
-            return session.change_refused(str(exc))
-        except UnknownUser:
-            return session.old_password_refused(pp.UNKNOWN_USER)
-        except BadPassword:
-            return session.old_password_refused(pp.BAD_PASSWORD)
-        except TemporaryFailure as exc:
-            return session.server_error(str(exc))
-        except Exception as exc:
-            self._trace()
-            return session.server_error(f"internal error: {type(exc).__name__}")
-        return session.password_changed()
+        return success()
 
     def handle(self, transport: Transport, peer: str | None) -> str:
         """Run one dialogue to its end; log it; return the outcome."""
@@ -275,8 +318,6 @@ class Server:
 
 
 def _safe(value: str | None, limit: int = 128) -> str:
-    from ._log import safe
-
     return safe(value or "-", limit)
 
 
@@ -331,17 +372,17 @@ def serve_stdio(server: Server, context=None) -> int:  # noqa: ANN001
             raw = socket.socket(fileno=os.dup(0))
         except OSError:
             server.log.line("TLS needs a socket on standard input", 3)
-            return 111
+            return TemporaryFailure.exit_code
         try:
             transport: Transport = SocketTransport(_wrap(context, raw, server.settings.idle_timeout))
         except (OSError, ValueError) as exc:
             server.log.event("passwd", ip=peer, result="tls-error", reason=str(exc))
             raw.close()
-            return 1
+            return Rejected.exit_code
     else:
         transport = FdTransport(0, 1)
     outcome = server.handle(transport, peer)
-    return EXIT_BY_OUTCOME.get(outcome, 1)
+    return outcome_status(outcome)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -466,7 +507,7 @@ def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: AN
     except OSError as exc:
         server.log.line(f"cannot listen on {host}:{port}: {exc.strerror}", 3)
         listener.close()
-        return 111
+        return TemporaryFailure.exit_code
     listener.settimeout(POLL)
     bound = listener.getsockname()
     server.log.line(f"listening on {bound[0]}:{bound[1]}{' (TLS)' if context else ''}")
@@ -535,19 +576,21 @@ def serve_listen(server: Server, host: str, port: int, context=None,  # noqa: AN
     return 0
 
 
-def main(argv: "list[str] | None" = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: "Sequence[str] | None" = None) -> int:
+    """Run courierpassd with ``argv`` (default ``sys.argv[1:]``); returns the
+    exit status."""
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        listen = parse_listen(args.listen) if args.listen else None
+    except (Misuse, ValueError) as exc:
+        return usage_error(PROGRAM, str(exc), USAGE)
+    if args.help:
+        write_all(1, HELP.encode())
+        return 0
+    if args.version:
+        write_all(1, f"{PROGRAM} {__version__}\n".encode())
+        return 0
     log = EventLog(PROGRAM, args.stderr, args.verbose)
-    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_ca and not args.tls_cert):
-        os.write(2, f"{PROGRAM}: --tls-cert and --tls-key go together (--tls-ca needs both)\n{USAGE}\n".encode())
-        return 2
-    listen = None
-    if args.listen:
-        try:
-            listen = parse_listen(args.listen)
-        except ValueError as exc:
-            os.write(2, f"{PROGRAM}: {exc}\n{USAGE}\n".encode())
-            return 2
     from ..config import load_settings, open_source
 
     def problem(path: str, lineno: int, message: str) -> None:
@@ -559,15 +602,18 @@ def main(argv: "list[str] | None" = None) -> int:
     except ConfigError as exc:
         log.line(f"configuration error: {exc}", 3)
         if not args.stderr:
-            os.write(2, f"{PROGRAM}: {exc}\n".encode("utf-8", "backslashreplace"))
-        return 111
+            try:
+                write_all(2, f"{PROGRAM}: {exc}\n".encode("utf-8", "backslashreplace"))
+            except OSError:
+                pass
+        return exit_status(exc)
     context = None
     if args.tls_cert:
         try:
-            context = tls_context(args.tls_cert, args.tls_key, args.tls_ca)
+            context = tls_context(args.tls_cert, args.tls_key, args.tls_ca)  # type: ignore[arg-type]
         except (OSError, ValueError) as exc:
             log.line(f"TLS setup failed: {exc}", 3)
-            return 111
+            return TemporaryFailure.exit_code
     server = Server(settings, source, args.service, log)
     try:
         if listen is not None:

@@ -11,9 +11,9 @@ no prog).  Exit 1: rejected; 2: misuse; 3: Dovecot lookup of an unknown user;
 stderr; never anything on stdout, which is the client's socket under qpsmtpd and
 qmail-smtpd.
 
-This is the per-login path: arguments are parsed by hand and the account source
-is imported only once the input is valid (no argparse, logging, typing, re,
-hashlib, base64 or passlib).
+This is the per-login path: arguments are parsed by the shared getopt of
+authkit.cli._edge and the account source is imported only once the input is
+valid (no argparse, logging, typing, re, hashlib, base64 or passlib).
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ import os
 import sys
 import time
 
-from ..checkpassword import CRAM_HEX_LENGTHS, MAX_INPUT, InputCollector, parse_request
+from ..checkpassword import (CRAM_HEX_LENGTHS, MAX_INPUT, CramLogin, InputCollector, Lookup,
+                             PasswordChange, PlainLogin, parse_request)
 from ..errors import Misuse, PolicyRefused, Rejected, TemporaryFailure, UnknownUser
 from ..printable import printable
-from ._log import EventLog, safe, usage_error
+from ._edge import COMMON_OPTIONS, close_quietly, exit_status, getopt, usage_error, write_all
+from ._log import EventLog, safe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,11 +62,15 @@ Exit: prog's status on success (0 without prog), 1 rejected, 2 misuse,
 3 unknown user in a Dovecot lookup, 111 temporary failure.
 """
 
-_VALUE_LONG = {"service": "service", "cramtype": "cram", "config": "config"}
-_FLAG_LONG = {"changepwd": "change", "stdin": "stdin", "stderr": "stderr",
-              "verbose": "verbose", "help": "help", "version": "version"}
-_VALUE_SHORT = {"s": "service", "C": "cram"}
-_FLAG_SHORT = {"c": "change", "v": "verbose", "h": "help", "V": "version"}
+#: spelling -> (Options attribute, takes a value): for _edge.getopt.
+OPTIONS = {
+    "-s": ("service", True), "--service": ("service", True),
+    "-C": ("cram", True), "--cramtype": ("cram", True),
+    "-c": ("change", False), "--changepwd": ("change", False),
+    "--stdin": ("stdin", False),
+    "-v": ("verbose", False), "--verbose": ("verbose", False),
+    **COMMON_OPTIONS,
+}
 
 
 class Options:
@@ -88,51 +94,9 @@ def parse_args(argv: "Sequence[str]") -> Options:
     ``prog`` (later ``--`` and options included, for tmda-cgi).  Raises ``Misuse``
     for an unknown option, a missing value or a bad CRAM type or service."""
     opts = Options()
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            i += 1
-            break
-        if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            if name in _VALUE_LONG:
-                if not eq:
-                    i += 1
-                    if i >= len(args):
-                        raise Misuse(f"option --{name} needs a value")
-                    value = args[i]
-                setattr(opts, _VALUE_LONG[name], value)
-            elif name in _FLAG_LONG:
-                if eq:
-                    raise Misuse(f"option --{name} takes no value")
-                setattr(opts, _FLAG_LONG[name], True)
-            else:
-                raise Misuse(f"unknown option --{name}")
-            i += 1
-            continue
-        if arg.startswith("-") and arg != "-":
-            j = 1
-            while j < len(arg):
-                letter = arg[j]
-                if letter in _VALUE_SHORT:
-                    value = arg[j + 1 :]
-                    if not value:
-                        i += 1
-                        if i >= len(args):
-                            raise Misuse(f"option -{letter} needs a value")
-                        value = args[i]
-                    setattr(opts, _VALUE_SHORT[letter], value)
-                    break
-                if letter not in _FLAG_SHORT:
-                    raise Misuse(f"unknown option -{letter}")
-                setattr(opts, _FLAG_SHORT[letter], True)
-                j += 1
-            i += 1
-            continue
-        break
-    opts.prog = args[i:]
+    found, opts.prog = getopt(argv, OPTIONS, permute=False)
+    for name, value in found:
+        setattr(opts, name, value)
     if opts.cram is not None:
         opts.cram = opts.cram.lower()
         if opts.cram not in CRAM_HEX_LENGTHS:
@@ -193,26 +157,41 @@ def _close_fd3() -> None:
         pass
 
 
-def _run(request: "Request", opts: Options, source: "AccountSource", settings: "Settings") -> "Account":
-    """Ask ``source`` what ``request`` asks; return the account or raise."""
-    user = request.user.decode("utf-8", "surrogateescape")
-    kind = request.kind
-    if kind == "login":
-        return source.authenticate(user, request.password, opts.service)  # type: ignore[attr-defined]
-    if kind == "cram":
-        return source.authenticate_cram(
-            request.challenge, user, request.response,  # type: ignore[attr-defined]
-            request.algorithm, opts.service,  # type: ignore[attr-defined]
-        )
-    if kind == "lookup":
-        return source.lookup(user, opts.service)
-    # kind == "change": policy on the new password first, then the old one, then uid
+def _login(request: "PlainLogin", opts: Options, source: "AccountSource", settings: "Settings") -> "Account":
+    return source.authenticate(_name(request), request.password, opts.service)
+
+
+def _cram(request: "CramLogin", opts: Options, source: "AccountSource", settings: "Settings") -> "Account":
+    return source.authenticate_cram(request.challenge, _name(request), request.response,
+                                    request.algorithm, opts.service)
+
+
+def _lookup(request: "Lookup", opts: Options, source: "AccountSource", settings: "Settings") -> "Account":
+    return source.lookup(_name(request), opts.service)
+
+
+def _change(request: "PasswordChange", opts: Options, source: "AccountSource", settings: "Settings") -> "Account":
+    """The shared policy on the new password first, then the old password, then
+    the uid; then the change."""
     from ..policy import check_new_password, check_uid
 
-    check_new_password(request.old, request.new, settings)  # type: ignore[attr-defined]
-    account = source.authenticate(user, request.old, opts.service)  # type: ignore[attr-defined]
-    check_uid(account, settings)
-    return source.change_password(user, request.old, request.new, opts.service)  # type: ignore[attr-defined]
+    user = _name(request)
+    check_new_password(request.old, request.new, settings)
+    check_uid(source.authenticate(user, request.old, opts.service), settings)
+    return source.change_password(user, request.old, request.new, opts.service)
+
+
+def _name(request: "Request") -> str:
+    return request.user.decode("utf-8", "surrogateescape")
+
+
+#: request type -> what asks the source for it.
+_HANDLERS = {PlainLogin: _login, CramLogin: _cram, Lookup: _lookup, PasswordChange: _change}
+
+
+def _run(request: "Request", opts: Options, source: "AccountSource", settings: "Settings") -> "Account":
+    """Ask ``source`` what ``request`` asks (by its type); return the account or raise."""
+    return _HANDLERS[type(request)](request, opts, source, settings)  # type: ignore[operator]
 
 
 def _become(account: "Account", allow_root_ids: bool = False) -> None:
@@ -238,6 +217,31 @@ def _become(account: "Account", allow_root_ids: bool = False) -> None:
         raise TemporaryFailure(f"cannot chdir to {account.home}: {exc.strerror}") from None
 
 
+#: Exit status of a Dovecot lookup (AUTHORIZED=1) of an unknown user.
+LOOKUP_UNKNOWN_USER = 3
+
+
+def _failed(attempt: _Attempt, exc: Exception, lookup: bool) -> int:
+    """Log the attempt that ended in ``exc``; return the exit status: the
+    error class's ``exit_code`` (1 rejected, 2 misuse, 111 temporary and
+    anything unexpected), 3 for a Dovecot lookup of an unknown user."""
+    if isinstance(exc, Rejected):
+        # a wrong password logs exactly what an unknown user does (not even with
+        # -v); a policy refusal, and input refused before any name was read (over
+        # 512 bytes), get a reason
+        reason = str(exc) if isinstance(exc, PolicyRefused) or attempt.user is None else None
+        attempt.report("rejected", reason, 5)
+        if lookup and isinstance(exc, UnknownUser):
+            return LOOKUP_UNKNOWN_USER
+    elif isinstance(exc, Misuse):
+        attempt.report("misuse", str(exc), 4)
+    elif isinstance(exc, TemporaryFailure):
+        attempt.report("tempfail", str(exc), 3)
+    else:
+        attempt.report("tempfail", f"internal error: {exc.__class__.__name__}: {exc}", 3)
+    return exit_status(exc)
+
+
 def _wait_out(started: float, settings: "Settings | None", lookup: bool) -> None:
     """Every refused password check lasts ``refusal_floor`` seconds from its
     start (the source's own floor covers unknown/wrong; this one also covers a
@@ -260,12 +264,12 @@ def main(argv: "Sequence[str] | None" = None) -> int:
             EventLog(PROGRAM).line(f"usage error: {_clean(exc)}", 4)
         return usage_error(PROGRAM, _clean(exc), USAGE)
     if opts.help:
-        os.write(1, HELP.encode())
+        write_all(1, HELP.encode())
         return 0
     if opts.version:
         from .. import __version__
 
-        os.write(1, f"courierpasswd (authkit) {__version__}\n".encode())
+        write_all(1, f"courierpasswd (authkit) {__version__}\n".encode())
         return 0
 
     log = EventLog(PROGRAM, opts.stderr, opts.verbose)
@@ -287,7 +291,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
             authorized=os.environ.get("AUTHORIZED") == "1",
         )
         attempt.user = request.user
-        lookup = request.kind == "lookup"
+        lookup = isinstance(request, Lookup)
         if lookup:
             attempt.verb = "lookup"
         log.debug(f"request: {request!r}")
@@ -311,35 +315,12 @@ def main(argv: "Sequence[str] | None" = None) -> int:
             os.environ["SHELL"] = account.shell
         if opts.prog:  # ids and cwd matter only to the program run next
             _become(account, settings.allow_root_ids)
-    except UnknownUser:
-        _wait_out(started, settings, lookup)
-        attempt.report("rejected", None, 5)
-        return 3 if lookup else 1
-    except PolicyRefused as exc:
-        _wait_out(started, settings, lookup)
-        attempt.report("rejected", str(exc), 5)
-        return 1
-    except Rejected as exc:
-        _wait_out(started, settings, lookup)
-        # a wrong password logs exactly what an unknown user does (not even with -v);
-        # only input refused before any name was read (over 512 bytes) gets a reason
-        attempt.report("rejected", None if attempt.user is not None else str(exc), 5)
-        return 1
-    except Misuse as exc:
-        attempt.report("misuse", str(exc), 4)
-        return 2
-    except TemporaryFailure as exc:
-        attempt.report("tempfail", str(exc), 3)
-        return 111
     except Exception as exc:  # anything unexpected is temporary, never a traceback
-        attempt.report("tempfail", f"internal error: {exc.__class__.__name__}: {exc}", 3)
-        return 111
+        if isinstance(exc, Rejected):
+            _wait_out(started, settings, lookup)
+        return _failed(attempt, exc, lookup)
     finally:
-        if source is not None:
-            try:
-                source.close()
-            except Exception:
-                pass
+        close_quietly(source)
 
     attempt.report("changed" if opts.change else "ok")
     if not opts.prog:

@@ -10,15 +10,18 @@ flag overrides ``-A``.  Exit 0 found, 1 unknown user (nothing on stdout), 2 misu
 (usage on stderr), 111 temporary failure (stdout empty, the reason on stderr).
 
 This is a per-message program (tmda-ofmipd's ``-S`` script calls it for every
-message), so it parses argv by hand and imports only ``authkit.config``, the one
-account source chosen and, on a failure, the event log.  What it is not: a
+message), so it parses argv with the shared getopt of authkit.cli._edge (no
+argparse) and imports only that, ``authkit.config``, the one account source
+chosen and, on a failure, the event log.  What it is not: a
 password checker (no password is read or verified) nor an enumerator.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+
+from ..errors import Misuse
+from ._edge import COMMON_OPTIONS, close_quietly, exit_status, getopt, usage_error, write_all
 
 PROGRAM = "courieruserinfo"
 
@@ -56,9 +59,9 @@ ITEMS = (
     ("options", "options"),
 )
 
-#: Short flag -> the items it selects ("" for the non-item flags).
-_SHORT = {
-    "A": ("*",),
+#: Flag -> the items it selects ("A": none, as an empty set means all).
+_ITEM_FLAGS = {
+    "A": (),
     "u": ("uid", "gid"),
     "d": ("homedir",),
     "a": ("address",),
@@ -67,14 +70,15 @@ _SHORT = {
     "q": ("quota",),
     "o": ("options",),
 }
-_LONG = {
-    "all": "A", "uid": "u", "homedir": "d", "address": "a", "name": "n",
-    "maildir": "m", "quota": "q", "options": "o", "help": "h", "version": "V",
-}
+_LONG = {"all": "A", "uid": "u", "homedir": "d", "address": "a", "name": "n",
+         "maildir": "m", "quota": "q", "options": "o"}
+#: spelling -> (name, takes a value): for _edge.getopt.
+OPTIONS = {**{f"-{flag}": (flag, False) for flag in _ITEM_FLAGS},
+           **{f"--{name}": (flag, False) for name, flag in _LONG.items()},
+           **COMMON_OPTIONS}
 
-
-class UsageError(Exception):
-    """A command line that does not follow the synopsis (exit 2)."""
+#: A command line that does not follow the synopsis (authkit.errors.Misuse, exit 2).
+UsageError = Misuse
 
 
 class Request:
@@ -92,58 +96,30 @@ class Request:
         self.action = "show"
 
 
-def _apply_flag(request: Request, flag: str) -> None:
-    if flag == "h":
-        request.action = "help"
-    elif flag == "V":
-        if request.action != "help":
-            request.action = "version"
-    elif flag in _SHORT:
-        for item in _SHORT[flag]:
-            if item != "*":  # -A adds nothing: "all" is what an empty set means
-                request.items.add(item)
-    else:
-        raise UsageError(f"unknown option -{flag}")
-
-
 def parse_args(argv: "list[str]") -> Request:
     """The :class:`Request` of ``argv`` (without the program name).
 
-    GNU-style: short flags cluster (``-ud``), long options need their full name,
-    ``--config FILE`` and ``--config=FILE`` both work, options may follow the
-    username, ``--`` ends the options.  Exactly one username is required unless
-    ``-h`` or ``-V`` is given (``-h`` wins over ``-V``).  Raises
-    :class:`UsageError`."""
+    GNU-style (authkit.cli._edge.getopt): short flags cluster (``-ud``), long
+    options need their full name, ``--config FILE`` and ``--config=FILE`` both
+    work, options may follow the username, ``--`` ends the options.  Exactly one
+    username is required unless ``-h`` or ``-V`` is given (``-h`` wins over
+    ``-V``).  Raises :class:`UsageError`."""
     request = Request()
-    positional: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        if arg == "--":
-            positional.extend(args)
-            break
-        if arg.startswith("--"):
-            name, sep, value = arg[2:].partition("=")
-            if name == "config":
-                if not sep:
-                    value = next(args, None)  # type: ignore[assignment]
-                    if value is None:
-                        raise UsageError("option --config needs a file name")
-                if not value:
-                    raise UsageError("option --config needs a file name")
-                request.config = value
-            elif sep:
-                raise UsageError(f"option --{name} takes no value")
-            elif name == "stderr":
-                request.to_stderr = True
-            elif name in _LONG:
-                _apply_flag(request, _LONG[name])
-            else:
-                raise UsageError(f"unknown option --{name}")
-        elif arg.startswith("-") and arg != "-":
-            for flag in arg[1:]:
-                _apply_flag(request, flag)
+    found, positional = getopt(argv, OPTIONS)
+    for name, value in found:
+        if name == "config":
+            if not value:
+                raise UsageError("option --config needs a file name")
+            request.config = value  # type: ignore[assignment]
+        elif name == "stderr":
+            request.to_stderr = True
+        elif name == "help":
+            request.action = "help"
+        elif name == "version":
+            if request.action != "help":
+                request.action = "version"
         else:
-            positional.append(arg)
+            request.items.update(_ITEM_FLAGS[name])
     if request.action != "show":
         return request
     if not positional:
@@ -182,17 +158,9 @@ def render(account: object, items: "set[str] | frozenset[str]") -> bytes:
         return text.encode("utf-8", "backslashreplace")
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _stderr(line: str, prefix: bool = True) -> None:
-    text = f"{PROGRAM}: {line}\n" if prefix else f"{line}\n"
+def _stderr(line: str) -> None:
     try:
-        _write_all(2, text.encode("utf-8", "backslashreplace"))
+        write_all(2, f"{PROGRAM}: {line}\n".encode("utf-8", "backslashreplace"))
     except OSError:
         pass
 
@@ -209,17 +177,15 @@ def run(argv: "list[str]", environ: "dict[str, str] | None" = None) -> int:
     try:
         request = parse_args(argv)
     except UsageError as exc:
-        _stderr(str(exc))
-        _stderr(USAGE, prefix=False)
-        return 2
+        return usage_error(PROGRAM, str(exc), USAGE)
     if request.action == "help":
-        _write_all(1, HELP.encode())
+        write_all(1, HELP.encode())
         return 0
     if request.action == "version":
-        _write_all(1, _version().encode())
+        write_all(1, _version().encode())
         return 0
 
-    from authkit.errors import AuthError, Misuse, Rejected
+    from ..errors import AuthError, Rejected
 
     username = request.username
     assert username is not None
@@ -248,12 +214,10 @@ def run(argv: "list[str]", environ: "dict[str, str] | None" = None) -> int:
         account = source.lookup(username, service="login")
         output = render(account, request.items)
     except Misuse as exc:
-        _stderr(str(exc))
-        _stderr(USAGE, prefix=False)
-        return 2
-    except Rejected:
+        return usage_error(PROGRAM, str(exc), USAGE)
+    except Rejected as exc:
         logger().event("lookup", user=username, result="unknown")
-        return 1
+        return exit_status(exc)
     except Exception as exc:  # TemporaryFailure, ConfigError and anything unexpected
         reason = str(exc) if isinstance(exc, AuthError) else f"{exc.__class__.__name__}: {exc}"
         # Always on stderr (a script's caller sees why stdout is empty), and in
@@ -261,15 +225,11 @@ def run(argv: "list[str]", environ: "dict[str, str] | None" = None) -> int:
         _stderr(f"temporary failure: {reason}")
         if not request.to_stderr:
             logger().event("lookup", user=username, result="temporary-failure", reason=reason)
-        return 111
+        return exit_status(exc)
     finally:
-        if source is not None:
-            try:
-                source.close()
-            except Exception:
-                pass
+        close_quietly(source)
     try:
-        _write_all(1, output)
+        write_all(1, output)
     except OSError as exc:
         _stderr(f"temporary failure: cannot write to stdout: {exc.strerror or exc}")
         return 111

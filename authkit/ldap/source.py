@@ -27,12 +27,16 @@ new connection tries the servers of ``ldap_uri`` in order.  When a request
 fails on a connection (closed, reset, no answer within ``ldap_timeout``, server
 busy or unavailable), the connection and the idle ones to the same server are
 dropped and the request is tried again on a new connection, each server
-failing at most once per request: that is the failover.  When no server answers, ``TemporaryFailure`` (111), never a
-rejection.  A wrong ``ldap_binddn`` password or a malformed ``ldap_filter`` is
+failing at most once per request: that is the failover.  When no server
+answers, ``TemporaryFailure`` (111), never a rejection.  A wrong ``ldap_binddn`` password or a malformed ``ldap_filter`` is
 a ``TemporaryFailure`` as well (Courier rejects the login).
 
 Only this package and the tests import ldap3; authkitd opens this source, the
 per-login programs reach it through authkitd's socket.
+
+Not here: LDAP_EMAILMAP (not implemented), SASL binds, a cache.  Under
+``ldap_authbind`` an unknown user costs one search, a known one a search and a
+bind: the two are not made to cost the same.
 """
 
 from __future__ import annotations
@@ -147,6 +151,8 @@ def _close(conn: "ldap3.Connection") -> None:
 class LdapSource(AccountSource):
     """Accounts in an LDAP directory (Courier's authldap semantics; module doc).
 
+    ``page_size`` (class attribute, 500) is the RFC 2696 page of ENUMERATE.
+
     Arguments (authkit.conf key, Courier's authldaprc name):
         uris: servers in order (``ldap_uri``, LDAP_URI): ``ldap://host[:port]``
             or ``ldaps://host[:port]``.
@@ -172,6 +178,8 @@ class LdapSource(AccountSource):
     value, a URI that is not ldap:// or ldaps://, or a timeout that is not
     positive.  Nothing is connected until the first request.
     """
+
+    page_size = 500
 
     def __init__(self, uris: "list[str] | str", basedn: str, *, binddn: str = "",
                  bindpw: str = "", timeout: float = 5.0, layout: DirectoryLayout | None = None,
@@ -488,7 +496,7 @@ class LdapSource(AccountSource):
                 if conn is None:
                     conn = self._search_pool.take(fresh=retried)
                 try:
-                    entries = self._search(conn, query, attributes, paged_size=500,
+                    entries = self._search(conn, query, attributes, paged_size=self.page_size,
                                            paged_cookie=cookie)
                 except (ldap_errors.LDAPException, _Unusable, OSError) as exc:
                     self._search_pool.discard(conn)

@@ -108,9 +108,11 @@ def _variable(text: str, start: int, what: str, allowed: frozenset) -> "tuple[st
 
 
 def _literal(text: str, start: int, what: str, allowed: frozenset,
-             estring: bool) -> "tuple[list, int]":
+             estring: bool, prefixed: bool) -> "tuple[list, int]":
     """The pieces of the '...' literal at ``start`` (strings in SQL quoting, and
-    variable names as 1-tuples) and the index after its closing quote."""
+    variable names as 1-tuples) and the index after its closing quote.
+    ``estring``: backslash escapes (E'...'); ``prefixed``: any prefix (E, U&,
+    B, X, N), where no variable may stand."""
     pieces: list = []
     buf: list[str] = []
     i, n = start + 1, len(text)
@@ -129,8 +131,9 @@ def _literal(text: str, start: int, what: str, allowed: frozenset,
                 continue
             break
         if text.startswith("$(", i) and allowed:
-            if estring:
-                raise ConfigError(f"{what}: put $(...) in a plain '...' literal, not E'...'")
+            if prefixed:
+                raise ConfigError(f"{what}: put $(...) in a plain '...' literal, "
+                                  "not E'...', U&'...' or another prefixed one")
             name, i = _variable(text, i, what, allowed)
             if buf:
                 pieces.append("".join(buf))
@@ -156,7 +159,8 @@ def compile_sql(text: str, what: str, allowed: frozenset = _NONE) -> Template:
         ch = text[i]
         if ch == "'":
             estring = i > 0 and text[i - 1] in "eE" and (i < 2 or not _ident_char(text[i - 2]))
-            pieces, end = _literal(text, i, what, allowed, estring)
+            prefixed = i > 0 and (text[i - 1].isalnum() or text[i - 1] in "&_")
+            pieces, end = _literal(text, i, what, allowed, estring, prefixed)
             if not any(isinstance(p, tuple) for p in pieces):
                 out.append(text[i:end].replace("%", "%%"))
             elif len(pieces) == 1:

@@ -241,14 +241,19 @@ def test_sigkill_at_random_points_never_leaves_a_half_change(courier_lab) -> Non
     full = time.monotonic() - began  # how long one uninterrupted change takes
     value = 1
     outcomes = set()
-    journals = 0
+    journals = inside = 0
     for attempt in range(25):
         new = value + 1
+        present = set(os.listdir(lab.etc_dir))
         proc = start(new)
         time.sleep(rng.uniform(0.3 * full, 1.1 * full))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        journals += any(n.startswith(".authkit-pending") for n in os.listdir(lab.etc_dir))
+        left = os.listdir(lab.etc_dir)
+        journals += any(n.startswith(".authkit-pending") for n in left)
+        # inside a change: its new files half written (killed before the renames) or its journal there
+        inside += any(n.startswith(".authkit-pending") or (n.startswith(".tmp.") and n not in present)
+                      for n in left)
         problems = list(check_text(str(lab.userdb_path)))
         assert problems == [], (attempt, problems)
         differences = list(verify_compiled(str(lab.userdb_path)))
@@ -266,10 +271,13 @@ def test_sigkill_at_random_points_never_leaves_a_half_change(courier_lab) -> Non
         assert text.split(b"|")[3] == shadow, (attempt, text, shadow)
         value = int(shadow.split(b"=V")[1])
         assert not any(n.startswith(".authkit-pending") for n in os.listdir(lab.etc_dir))
-    print("kill outcomes (text new, compiled new, differed):", sorted(outcomes), "journals:", journals)
-    # the kills landed before, during and after the change
+    print("kill outcomes (text new, compiled new, differed):", sorted(outcomes), "inside a change:", inside,
+          "journals:", journals)
+    # the kills landed before, during and after the change (the journal exists only
+    # for the renames, a short part of a change: the unit tests and
+    # test_a_pending_journal_never_undoes_what_couriers_own_tools_did leave one on purpose)
     assert (False, False, False) in outcomes and (True, True, False) in outcomes, outcomes
-    assert journals >= 1, "no kill landed inside a change"
+    assert inside >= 1, "no kill landed inside a change"
 
 
 def test_bench_userdb_scale_smoke_at_1k(tmp_path: Path) -> None:

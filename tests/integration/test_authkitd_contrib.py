@@ -141,3 +141,49 @@ def test_systemd_analyze_verify_accepts_the_unit_and_the_drop_in(tmp_path: Path)
     broken = subprocess.run([tool, "verify", "--man=no", str(units / "courier-authdaemon.service")],
                             capture_output=True, text=True, timeout=60, env=env)
     assert broken.returncode != 0
+
+
+def test_socket_activation_with_systemd_s_own_activator(tmp_path: Path) -> None:
+    """systemd-socket-activate (systemd's sd_listen_fds code path) holds the
+    socket and starts authkitd at the first connection; authkitd serves on the
+    passed descriptor and does not bind its own."""
+    tool = shutil.which("systemd-socket-activate")
+    if not tool:
+        pytest.skip("systemd-socket-activate not installed (Debian package systemd)")
+    userdb = tmp_path / "userdb"
+    userdb.write_text("andrew@example.com\tuid=5000|gid=5000|home=/home/andrew|systempw="
+                      + make_password_hash(b"andrew-secret", "sha256-crypt") + "\n")
+    userdb.chmod(0o600)
+    config = tmp_path / "authkit.conf"
+    config.write_text(f"userdb = {userdb}\n")
+    sock = tmp_path / "socket"
+    log = open(tmp_path / "log", "wb")
+    activator = subprocess.Popen([tool, "--listen", str(sock), str(AUTHKITD), "--config", str(config),
+                                  "--socket", str(tmp_path / "unused" / "socket"), "--stderr"],
+                                 env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL,
+                                 stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    try:
+        wait_for(lambda: sock.exists(), what="the activator's socket")
+        account = AuthdaemonSource(str(sock)).authenticate("andrew@example.com", b"andrew-secret", "imap")
+        assert account.uid == 5000
+        text = (tmp_path / "log").read_text()
+        assert "(from systemd)" in text, text
+        assert not (tmp_path / "unused").exists()  # nothing bound of its own
+    finally:
+        os.killpg(activator.pid, signal.SIGTERM)
+        activator.wait(30)
+    assert "authkitd: stopped" in (tmp_path / "log").read_text()
+
+
+def test_systemd_analyze_verify_accepts_the_socket_unit(tmp_path: Path) -> None:
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        pytest.skip("systemd-analyze not installed")
+    for name in ("authkitd.socket", "authkitd.service"):
+        text = (CONTRIB / "systemd" / name).read_text()
+        (tmp_path / name).write_text(text.replace(INSTALLED, str(AUTHKITD)))
+    proc = subprocess.run([tool, "verify", "--man=no", str(tmp_path / "authkitd.socket"),
+                           str(tmp_path / "authkitd.service")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "authkitd" not in proc.stderr, proc.stderr

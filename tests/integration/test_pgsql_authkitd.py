@@ -4,7 +4,8 @@ socket, i.e. Courier's compiled-in /run/courier/authdaemon/socket inside the lab
 * Courier's own authtest and authenumerate get the same answers from authkitd
   as from Courier's authdaemond with authpgsql on the same database;
 * courierpasswd (bin/ launcher, ``/usr/bin/python3 -IS``) with a config naming
-  ``source = pgsql`` reaches the database through authkitd;
+  ``source = pgsql`` reaches the database through authkitd, and so do
+  ``authkit test`` and ``authkit enumerate``;
 * a courierpassd change through authkitd is then accepted by Courier's authpgsql;
 * PostgreSQL stopped under a login in flight: courierpasswd exits 111, and the
   next logins after the restart exit 0.
@@ -196,6 +197,26 @@ def test_courierpasswd_with_source_pgsql_logs_in_through_authkitd(setup) -> None
     assert proc.stdout == b""
     authkitd.stop()
     assert _courierpasswd(conf, "alice@example.com", "Alice-Pass-1").returncode == 111
+
+
+def test_authkit_admin_command_with_source_pgsql_goes_through_authkitd(setup) -> None:
+    _pg, _lab, authkitd, conf = setup
+    authkitd.start()
+
+    def admin(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REPO / "bin" / "authkit"), "--config", str(conf), *args],
+                              capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+
+    ok = admin("test", "-s", "imap", "alice", "Alice-Pass-1")
+    assert ok.returncode == 0, ok.stderr
+    assert b"alice@example.com" in ok.stdout
+    assert admin("test", "-s", "imap", "alice", "wrong").returncode == 1
+    listing = admin("enumerate")
+    assert listing.returncode == 0, listing.stderr
+    assert sorted(line.split(b"\t")[0] for line in listing.stdout.splitlines() if b"@" in line) == \
+        sorted(login.encode() for login, *_ in ACCOUNTS)
+    authkitd.stop()
+    assert admin("test", "-s", "imap", "alice", "Alice-Pass-1").returncode == 111
 
 
 def test_courierpassd_change_through_authkitd_is_accepted_by_courier_authpgsql(setup) -> None:

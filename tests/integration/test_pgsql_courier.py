@@ -406,3 +406,29 @@ def test_tricky_new_passwords_are_stored_exactly_and_touch_one_row(tricky_pair: 
     after = {row[0]: row for row in pair.rows()}
     assert after["alice@example.com"] == before["alice@example.com"]
     assert set(after) == set(before)
+
+
+def test_a_uid_that_is_not_a_number_is_no_account_anywhere(pg: PgLab, courier_lab_factory) -> None:
+    """Courier: no reply to PRE (temporary), FAIL to a login; authkit: a
+    temporary failure for both (never uid 0)."""
+    from authkit.errors import TemporaryFailure
+
+    dbname = f"baduid{next(_counter)}"
+    pg.create_courier_schema(dbname)
+    pg.add_account(dbname, id="alice@example.com", crypt=_hash("alice-pw", "sha512-crypt"),
+                   uid=5000, gid=5000, home="/home/alice")
+    rc = {"PGSQL_SELECT_CLAUSE": "SELECT id, crypt, '', 'abc', gid, home FROM passwd "
+                                 "WHERE id = '$(local_part)@$(domain)'",
+          "PGSQL_USER_TABLE": "passwd", "PGSQL_CRYPT_PWFIELD": "crypt", "DEFAULT_DOMAIN": "example.com"}
+    pair = Pair(pg, courier_lab_factory(), dbname, rc)
+    try:
+        with pytest.raises(TemporaryFailure):
+            pair.courier.lookup("alice")
+        with pytest.raises(BadPassword):
+            pair.courier.authenticate("alice", b"alice-pw")
+        for call in (lambda: pair.authkit.lookup("alice"),
+                     lambda: pair.authkit.authenticate("alice", b"alice-pw")):
+            with pytest.raises(TemporaryFailure, match="not a decimal number"):
+                call()
+    finally:
+        pair.close()

@@ -208,3 +208,24 @@ def test_courier_authpgsql_rejects_logins_while_down_and_after_a_restart(pg: PgL
         assert courier.authenticate("alice", b"alice-pw").address == "alice@example.com"
     finally:
         ours.close()
+
+
+@pytest.mark.parametrize("clause, message", [
+    ("SELECT id, crypt, '' FROM passwd WHERE id = '$(local_part)@$(domain)'", "3 columns"),
+    ("SELECT id, crypt, '', 'abc', gid, home FROM passwd WHERE id = '$(local_part)@$(domain)'",
+     "not a decimal number"),
+    ("SELECT id, crypt, '', uid, gid, home FROM nosuchtable WHERE id = '$(local_part)'", "nosuchtable"),
+])
+def test_a_select_clause_the_source_cannot_read_is_a_temporary_failure(pg: PgLab, clause: str,
+                                                                      message: str) -> None:
+    from authkit.pgsql.query import PgsqlQueries
+    from authkit.pgsql.source import PgsqlSource
+
+    source = PgsqlSource(pg.conninfo("mail"), PgsqlQueries(select_clause=clause, default_domain="example.com"))
+    try:
+        with pytest.raises(TemporaryFailure, match=message):
+            source.authenticate("alice", b"alice-pw")
+        with pytest.raises(TemporaryFailure, match=message):
+            source.lookup("alice")
+    finally:
+        source.close()

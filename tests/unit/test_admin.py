@@ -342,3 +342,26 @@ def test_userdb_path_comes_from_the_config_file(tmp_path: Path, userdb: Path,
     config.write_text(f"userdb = {userdb}\n")
     assert admin.main(["--config", str(config), "userdb", "show"]) == 0
     assert "tmda@example.com" in capsys.readouterr().out
+
+
+def test_one_resolver_with_userdb_on_top(userdb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
+    """Issue 16: the admin command resolved its config and source apart from the
+    other programs.  Now: --userdb on top, then the rules every program follows
+    (--config decides over AUTHKIT_USERDB; the policy comes from the config file
+    whatever chose the source)."""
+    other = tmp_path / "other"
+    other.write_bytes(b"other@example.com\tuid=5000|gid=5000|home=/o\n")
+    conf = tmp_path / "a.conf"
+    conf.write_text(f"userdb = {other}\nmin_password_length = 12\n")
+    monkeypatch.setenv("AUTHKIT_USERDB", str(userdb))
+    assert admin.main(["userdb", "show"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "andrew@example.com"
+    assert admin.main(["--config", str(conf), "userdb", "show"]) == 0
+    assert capsys.readouterr().out == "other@example.com\n"
+    assert admin.main(["--config", str(conf), "--userdb", str(userdb), "userdb", "show", "tmda@example.com"]) == 0
+    assert "home=/home/tmda" in capsys.readouterr().out
+    # --userdb chose the source; the policy still comes from the config file
+    assert admin.main(["--config", str(conf), "--userdb", str(userdb), "test", "andrew@example.com",
+                       "secret", "N3w-secret"]) == 1
+    assert capsys.readouterr().err == "Authentication FAILED: refused: New password too short (min 12)\n"

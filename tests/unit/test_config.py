@@ -167,3 +167,50 @@ def test_a_process_with_differing_real_and_effective_uid_ignores_authkit_variabl
                               preexec_fn=(lambda ids=ids: os.setresuid(*ids)) if ids else None, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == expected, ids
+
+
+@pytest.mark.parametrize("text, message", [
+    ("idle_timeout = inf\n", "f.conf:1: idle_timeout must be a finite number"),
+    ("bad_pass_delay = nan\n", "f.conf:1: bad_pass_delay must be a finite number"),
+    ("# x\nauthdaemon_read_timeout = 1e400\n", "f.conf:2: authdaemon_read_timeout must be a finite number"),
+    ("idle_timeout = -Infinity\n", "f.conf:1: idle_timeout must be a finite number"),
+    ("idle_timeout = 0\n", "f.conf:1: idle_timeout must be above 0"),
+    ("authdaemon_connect_timeout = -1\n", "f.conf:1: authdaemon_connect_timeout must be above 0"),
+    ("bad_pass_delay = -0.5\n", "f.conf:1: bad_pass_delay must be at least 0"),
+    ("min_uid = -1\n", "f.conf:1: min_uid must be at least 0"),
+    ("max_connections = 0\n", "f.conf:1: max_connections must be at least 1"),
+    ("min_password_length = 0\n", "f.conf:1: min_password_length must be at least 1"),
+    ("max_username_length = 1.5\n", "f.conf:1: max_username_length must be a number"),
+    ("min_uid = \u0661\u0660\u0660\n", "f.conf:1: min_uid must be a number"),
+    ("hash_scheme = sha1024-crypt\n", "f.conf:1: hash_scheme must be one of des-crypt, md5-crypt, "
+     "sha256-crypt, sha512-crypt, bcrypt, yescrypt, MD5, MD5RAW, SHA, SSHA, SHA256, SHA512"),
+    ("userdb = /u\nsource = ldpa\n", "f.conf:2: source must be one of userdb, authdaemon, ldap, pgsql "
+     "(or a comma-separated chain of them)"),
+    ("source = userdb, ldpa\n", "f.conf:1: source must be one of userdb, authdaemon, ldap, pgsql "
+     "(or a comma-separated chain of them)"),
+    ("allow_root_ids = maybe\n", "f.conf:1: allow_root_ids must be yes or no"),
+    ("max_password_length = 6\n", "f.conf:1: max_password_length (6) is below min_password_length (8)"),
+    ("max_password_length = 20\nmin_password_length = 21\n",
+     "f.conf:2: max_password_length (20) is below min_password_length (21)"),
+])
+def test_every_value_is_checked_when_the_file_is_read(text, message):
+    """Issue 17 item 11: inf/nan were accepted (disabling the delay and the idle
+    timeout), a bad hash_scheme surfaced only after a right old password."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "f.conf")
+    assert str(info.value) == message
+
+
+def test_zero_turns_off_where_documented_and_scheme_names_take_any_case():
+    values = parse_config("bad_pass_delay = 0\nmin_uid = 0\nhash_scheme = SHA512-CRYPT\n"
+                          "allow_root_ids = Yes\nidle_timeout = 0.5\nmax_password_length = 8\n")
+    assert values == {"bad_pass_delay": 0.0, "min_uid": 0, "hash_scheme": "SHA512-CRYPT",
+                      "allow_root_ids": True, "idle_timeout": 0.5, "max_password_length": 8}
+
+
+def test_every_default_passes_its_own_check():
+    from authkit.config import _SCHEMA
+
+    for key, (kind, default) in _SCHEMA.items():
+        text = {bool: lambda v: "yes" if v else "no"}.get(kind, str)(default)
+        assert parse_config(f"{key} = {text}\n")[key] == default, key

@@ -193,6 +193,18 @@ def test_config_error_exits_111_without_a_greeting(tmp_path: Path) -> None:
     assert b"unknown setting" in proc.stderr
 
 
+@pytest.mark.parametrize("line", ["hash_scheme = sha1024-crypt", "idle_timeout = inf", "bad_pass_delay = nan"])
+def test_a_bad_value_is_refused_at_start_naming_file_and_line(tmp_path: Path, line: str) -> None:
+    """Issue 17 item 11: a bad hash_scheme answered "Server error" only after a
+    right old password; inf/nan turned off the idle timeout or the delay."""
+    config = write_userdb(tmp_path, {"andrew@example.com": (5000, OLD)})
+    config.write_text(config.read_text() + line + "\n")
+    proc = run(config, f"user andrew@example.com\r\npass {OLD}\r\nnewpass {NEW}\r\n".encode())
+    assert proc.returncode == 111 and proc.stdout == b""
+    assert f"{config}:3: {line.split()[0]} must be".encode() in proc.stderr
+    assert works(config, "andrew@example.com", OLD)
+
+
 def test_help_version_and_usage_errors() -> None:
     help_ = subprocess.run([sys.executable, str(BIN), "--help"], capture_output=True, text=True)
     assert help_.returncode == 0 and "--listen ADDR:PORT" in help_.stdout and "-s SERVICE" in help_.stdout
@@ -406,3 +418,20 @@ def test_listen_tls_with_client_certificate_check(conf: Path, pki: Path) -> None
         rc, log = server.stop()
     assert rc == 0 and "result=tls-error" in log
     assert works(conf, "andrew@example.com", NEW)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="Debian python3 missing")
+def test_a_stdio_session_imports_none_of_the_heavy_modules(conf: Path) -> None:
+    """courierpassd runs once per connection under tcpserver/xinetd: no argparse
+    (issue 16: it parsed its options with argparse), no dataclasses/re/inspect
+    (the dialogue's values), no logging."""
+    proc = subprocess.run(["/usr/bin/python3", "-I", "-S", "-X", "importtime", str(BIN), "--config", str(conf),
+                           "--stderr"], input=b"user andrew@example.com\npass wrong-one\n",
+                          capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert proc.stdout.endswith(b"500 Old password is incorrect\r\n")
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.decode().splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert "authkit.poppassd" in imported and "authkit.userdb.source" in imported
+    heavy = {"argparse", "logging", "dataclasses", "typing", "re", "inspect", "hashlib", "base64",
+             "passlib", "ldap3", "psycopg", "asyncio"}
+    assert not imported & heavy, sorted(imported & heavy)

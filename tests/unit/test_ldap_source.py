@@ -246,3 +246,17 @@ def test_from_settings_reads_the_ldap_keys(tmp_path) -> None:
     assert src.layout.auxoptions == [("disableimap", "disableimap")]
     with pytest.raises(TemporaryFailure):  # nothing listens on those ports
         src.lookup("x")
+
+
+def test_chain_with_ldap_opens_an_ldap_member_only_for_the_daemon(tmp_path) -> None:
+    from authkit.authdaemon.source import AuthdaemonSource
+    from authkit.config import load_settings, open_source
+
+    (tmp_path / "userdb").write_text("")
+    conf = tmp_path / "authkit.conf"
+    conf.write_text(f"source = userdb, ldap\nuserdb = {tmp_path}/userdb\n"
+                    "ldap_uri = ldap://127.0.0.1:1\nldap_basedn = o=test\n"
+                    f"authdaemon_socket = {tmp_path}/socket\n")
+    chain = open_source(load_settings(str(conf), environ={}), daemon=True)
+    assert [type(m).__name__ for m in chain.members] == ["UserdbSource", "LdapSource"]
+    assert isinstance(open_source(load_settings(str(conf), environ={})), AuthdaemonSource)

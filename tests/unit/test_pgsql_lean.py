@@ -1,5 +1,5 @@
-"""With ``source = pgsql`` the per-login programs stay lean: courierpasswd and
-courieruserinfo reach the database through authkitd's socket (an authdaemond
+"""With ``source = pgsql`` the per-login programs stay lean: courierpasswd,
+courierpassd and courieruserinfo reach the database through authkitd's socket (an authdaemond
 client) and never import psycopg or authkit.pgsql.  The socket here is a small
 fake authdaemond answering one account (unit test: a fake peer is allowed)."""
 
@@ -58,7 +58,7 @@ def fake_authkitd(tmp_path: Path):
                         break
                     data += chunk
                 requests.append(data)
-                conn.sendall(REPLY)
+                conn.sendall(b"OK\n" if data.startswith(b"PASSWD ") else REPLY)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -69,14 +69,15 @@ def fake_authkitd(tmp_path: Path):
     server.close()
 
 
-def _probe(module: str, argv: list[str], conf: Path, fd3: bytes | None = None) -> tuple[str, str]:
+def _probe(module: str, argv: list[str], conf: Path, fd3: bytes | None = None,
+           stdin: bytes = b"") -> tuple[str, str]:
     """(heavy modules loaded, exit code) of ``authkit.cli.<module>.main(argv)``;
     ``fd3`` is what the program reads on descriptor 3 (given via stdin)."""
     env = {"PATH": "/usr/bin:/bin", "AUTHKIT_CONFIG": str(conf)}
     command = [sys.executable, "-c", PROBE, module, *argv]
     if fd3 is not None:
         command = ["/bin/sh", "-c", 'exec "$@" 3<&0 </dev/null', "sh", *command]
-    proc = subprocess.run(command, env=env, input=fd3 or b"", capture_output=True,
+    proc = subprocess.run(command, env=env, input=fd3 or stdin, capture_output=True,
                           timeout=60, cwd=REPO)
     err = proc.stderr.decode()
     heavy = err.split("HEAVY=", 1)[1].split("\n", 1)[0]
@@ -98,6 +99,16 @@ def test_courierpasswd_with_source_pgsql_asks_authkitd_and_never_imports_psycopg
     assert code == "0"
     assert heavy == ""
     assert requests and requests[0].startswith(b"AUTH ")
+
+
+def test_courierpassd_with_source_pgsql_changes_through_authkitd_and_never_imports_psycopg(
+        fake_authkitd) -> None:
+    conf, requests = fake_authkitd
+    script = b"user alice@example.com\r\npass Old-Pass-1\r\nnewpass New-Pass-22\r\nquit\r\n"
+    heavy, code = _probe("courierpassd", ["--stderr"], conf, stdin=script)
+    assert code == "0"
+    assert heavy == ""
+    assert any(r.startswith(b"PASSWD ") for r in requests)
 
 
 def test_the_probe_would_see_psycopg_if_it_were_imported(fake_authkitd) -> None:

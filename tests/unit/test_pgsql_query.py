@@ -115,6 +115,8 @@ def test_unknown_variable_is_a_config_error_naming_the_known_ones() -> None:
     ("SELECT 1; DELETE FROM passwd", "one SQL statement"),
     ("SELECT '$(local_part'", "without"),
     ("SELECT E'$(local_part)'", "plain"),
+    ("SELECT U&'$(local_part)'", "plain"),
+    ("SELECT N'$(local_part)'", "plain"),
 ])
 def test_malformed_site_sql_is_a_config_error(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -196,3 +198,9 @@ def test_split_login_is_at_the_first_at_sign() -> None:
 def test_statement_repr_hides_parameters() -> None:
     st = PgsqlQueries(clear_field="clear").chpass("bob", "hunter2", "$6$x")
     assert "hunter2" not in repr(st)
+
+
+def test_an_escape_string_ends_at_its_real_closing_quote() -> None:
+    t = compile_sql("SELECT E'it\\'s 100%', '$(local_part)'", "x", SELECT_VARIABLES)
+    assert t.sql == "SELECT E'it\\'s 100%%', %s"
+    assert t.names == ("local_part",)

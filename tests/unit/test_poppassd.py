@@ -282,9 +282,16 @@ def test_row_18_passwords_longer_than_128_are_refused_never_truncated(mode: str,
     session.old_password_ok()
     actions = feed(session, b"newpass " + b"n" * 150 + eol, mode)
     assert actions == [password_too_long(128), Close(PROTOCOL_ERROR, "password too long")]
+
+
+def test_max_password_length_bounds_the_new_password_only(mode: str, eol: bytes) -> None:
+    """Issue 17 item 11: a long *old* password (set before the limit was lowered,
+    or by another tool) was refused, so it could never be changed."""
     session = make()
     feed(session, b"user x" + eol, mode)
-    assert feed(session, b"pass " + b"p" * 129 + eol, mode)[0] == password_too_long(128)
+    assert feed(session, b"pass " + b"p" * 129 + eol, mode) == [VerifyOld("x", b"p" * 129)]
+    assert session.old_password_ok() == [NEW_PASSWORD_PLEASE]
+    assert feed(session, b"newpass " + NEW + eol, mode) == [ChangePassword("x", b"p" * 129, NEW)]
 
 
 def test_row_19_policy_refusal_from_the_source_is_one_500_line() -> None:
@@ -393,3 +400,41 @@ def test_non_utf8_username_is_carried_losslessly() -> None:
 def test_every_transition_target_is_a_known_state() -> None:
     states = {s for s, _ in TRANSITIONS} | set(TRANSITIONS.values())
     assert states == {"WANT_USER", "WANT_PASS", "VERIFYING", "WANT_NEWPASS", "CHANGING", WANT_QUIT, CLOSED}
+
+
+def test_every_state_change_goes_through_the_table() -> None:
+    """Issue 16: the closing transitions (timeout, shutdown, EOF, protocol errors)
+    bypassed TRANSITIONS.  Now only _transition assigns the state (and __init__
+    the first one), and every open state has its closing triggers."""
+    import inspect
+
+    import authkit.poppassd as module
+
+    source = inspect.getsource(module.PoppassdSession)
+    assert source.count("self.state = ") == 2  # __init__ and _transition
+    for state in module.OPEN_STATES:
+        for trigger in ("error", "eof", "timeout", "shutdown", "quit"):
+            assert TRANSITIONS[(state, trigger)] == CLOSED, (state, trigger)
+    seen = []
+    original = PoppassdSession._transition
+
+    def spy(self, trigger):  # noqa: ANN001
+        seen.append((self.state, trigger))
+        original(self, trigger)
+
+    PoppassdSession._transition = spy
+    try:
+        for data, trigger in ((b"user x\n" + b"y" * 2000, "error"), (b"user x\n", "eof"), (b"bogus\n", "error")):
+            session = make()
+            session.receive_data(data)
+            if trigger == "eof":
+                session.receive_data(b"")
+            assert session.state == CLOSED and seen[-1][1] == trigger
+        session = make()
+        session.timeout()
+        assert seen[-1] == (module.WANT_USER, "timeout")
+        session = make()
+        session.shutdown()
+        assert seen[-1] == (module.WANT_USER, "shutdown")
+    finally:
+        PoppassdSession._transition = original

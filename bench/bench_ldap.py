@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Benchmark: logins per second and latency through authkitd on LDAP, beside
+Courier's authdaemond with authldap, on the same directory, in one run.
+
+Not a test: run it by hand (as root; Courier authlib, courier-authlib-ldap, slapd
+and ldap-utils installed) and copy the table it prints into bench/README.md,
+section "LDAP source".
+
+What it does:
+
+1. starts a private slapd (tests/slapdlab.py) with Courier's authldap schema and
+   ``--users`` CourierMailAccount entries, each with its own ``{CRYPT}``
+   sha512-crypt userPassword (authkit's default scheme; Courier verifies it
+   through crypt(3) too);
+2. starts Courier's authdaemond (``authmodulelist="authldap"``,
+   ``daemons=--daemons``, Courier's default 5) in a CourierLab, and authkitd
+   (``bin/authkitd``, ``source = ldap``, ``workers=--workers``) on its own
+   socket, both with the same authldaprc settings (bound as the root DN,
+   LDAP_AUTHBIND off: the daemon checks the hash);
+3. for each daemon in turn, ``--rounds`` times in alternation: ``--clients``
+   threads each send ``AUTH`` login requests for random accounts (one request per
+   connection, as imapd does, through authkit's authdaemond client) until
+   ``--requests`` requests are done; every reply must be the right account;
+4. prints logins/s (requests / wall time of the round) and p50/p99 of the
+   per-request latency, the median round of each daemon, and the ratios.
+
+The client threads run in this Python process and share the machine's cores
+with the daemons and slapd; both daemons pay the same client.
+
+Usage: ``python3 bench/bench_ldap.py [--users N] [--requests N] [--clients N]
+[--rounds N] [--daemons N] [--workers N] [--authbind]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from authkit.authdaemon.source import AuthdaemonSource  # noqa: E402
+from authkit.schemes import make_password_hash  # noqa: E402
+
+
+def load(slapd, users: int) -> list[tuple[str, str]]:
+    from slapdlab import Person
+
+    accounts = [(f"user{i}@example.com", f"pw-{i}-secret") for i in range(users)]
+    people = [Person(f"user{i}", login, f"/home/vmail/user{i}", uidNumber="5000", gidNumber="5000",
+                     userPassword="{CRYPT}" + make_password_hash(pw.encode()))
+              for i, (login, pw) in enumerate(accounts)]
+    slapd.populate(people)
+    return accounts
+
+
+def round_of(socket_path: str, accounts: list, requests: int, clients: int) -> dict:
+    source = AuthdaemonSource(socket_path, remote_ip="")
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    left = [requests]
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        mine = []
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    break
+                left[0] -= 1
+            login, password = accounts[rng.randrange(len(accounts))]
+            started = time.perf_counter()
+            try:
+                account = source.authenticate(login, password.encode(), "imap")
+                if account.address != login:
+                    errors.append(f"wrong account {account.address} for {login}")
+            except Exception as exc:  # recorded: a benchmark with errors is void
+                errors.append(repr(exc))
+            mine.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"{socket_path}: {len(errors)} errors, e.g. {errors[:3]}")
+    latencies.sort()
+    return {"rate": requests / wall, "p50": latencies[len(latencies) // 2] * 1000,
+            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--daemons", type=int, default=5, help="Courier authdaemond children")
+    parser.add_argument("--workers", type=int, default=8, help="authkitd worker threads")
+    parser.add_argument("--authbind", action="store_true", help="LDAP_AUTHBIND=1 on both sides")
+    args = parser.parse_args()
+
+    import ldapdirectory as d
+    from authkitdlab import Authkitd
+    from courierlab import CourierLab
+    from slapdlab import SUFFIX, SlapdLab
+
+    root = Path(tempfile.mkdtemp(prefix="bench-ldap-"))
+    with SlapdLab(root / "slapd") as slapd, CourierLab(root / "lab", daemons=args.daemons) as lab:
+        slapd.start()
+        accounts = load(slapd, args.users)
+        values = d.settings([slapd.uri], authbind=args.authbind, LDAP_BASEDN=SUFFIX)
+        rc = lab.etc_dir / "authldaprc"
+        rc.write_text(d.authldaprc(values))
+        os.chmod(rc, 0o640)
+        lab.write_authdaemonrc(authmodulelist="authldap")
+        lab.start_daemon()
+        authkitd = Authkitd(root / "authkitd", root / "authkitd.sock",
+                            d.authkit_conf(values, workers=str(args.workers), failure_delay="0"))
+        authkitd.start()
+        try:
+            sockets = {"courier authdaemond+authldap": str(lab.socket_path),
+                       "authkitd ldap": str(authkitd.socket_path)}
+            for path in sockets.values():  # warm: connections made, pages cached
+                round_of(path, accounts, 100, args.clients)
+            results: dict[str, list] = {name: [] for name in sockets}
+            for _ in range(args.rounds):
+                for name, path in sockets.items():
+                    results[name].append(round_of(path, accounts, args.requests, args.clients))
+        finally:
+            authkitd.stop()
+    print(f"users={args.users} requests/round={args.requests} clients={args.clients} "
+          f"rounds={args.rounds} courier daemons={args.daemons} authkitd workers={args.workers} "
+          f"authbind={int(args.authbind)}")
+    print("| daemon | logins/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|")
+    medians = {}
+    for name, rounds in results.items():
+        best = sorted(rounds, key=lambda r: r["rate"])[len(rounds) // 2]
+        medians[name] = best
+        print(f"| {name} | {best['rate']:.0f} | {best['p50']:.2f} | {best['p99']:.2f} |")
+    ours, theirs = medians["authkitd ldap"], medians["courier authdaemond+authldap"]
+    print(f"\nratio authkitd/courier: logins/s {ours['rate'] / theirs['rate']:.2f}, "
+          f"p99 {ours['p99'] / theirs['p99']:.2f}")
+    print("all rounds:", {name: [f"{r['rate']:.0f}/s p99 {r['p99']:.1f}" for r in rounds]
+                          for name, rounds in results.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
