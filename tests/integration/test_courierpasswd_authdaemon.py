@@ -75,6 +75,20 @@ def test_password_change_through_authdaemond_is_confirmed_by_authtest(lab):
     assert lab.authtest("andrew@example.com", "andrew-secret").returncode != 0
 
 
+def test_password_change_below_min_uid_is_refused_before_any_passwd(lab):
+    """issue 16: the uid policy is checked on the daemon's PRE answer before
+    PASSWD is sent (the old password is verified once, by one AUTH, only to
+    tell a right password's refusal from a wrong password)."""
+    lab.add_user("system@example.com", "system-secret", uid="50", gid="50", home=lab.home)
+    lab.makeuserdb()
+    refused = run(lab, b"system@example.com\0system-secret\0N3w-system-pw\0", "-c", "--", "/bin/true")
+    assert refused.returncode == 1 and b"account uid below the minimum" in refused.stderr
+    wrong = run(lab, b"system@example.com\0wrong-secret\0N3w-system-pw\0", "-c", "--", "/bin/true")
+    assert wrong.returncode == 1 and b"account uid below the minimum" not in wrong.stderr
+    assert lab.authtest("system@example.com", "system-secret").returncode == 0
+    assert lab.authtest("system@example.com", "N3w-system-pw").returncode != 0
+
+
 def test_daemon_down_is_a_temporary_failure_not_a_rejection(lab):
     lab.stop_daemon()
     down = run(lab, b"andrew@example.com\0andrew-secret\0", "--", "/bin/true")
