@@ -201,6 +201,9 @@ class Responder:
 
     def _passwd(self, request: server.PasswdRequest) -> Outcome:
         try:
+            # the source verifies the old password, once; no check_account: Courier's
+            # authdaemond puts no uid policy on PASSWD, the client programs apply
+            # theirs (AuthdaemonSource checks a PRE answer before it sends PASSWD)
             self.source.change_password(request.name, request.old, request.new, request.service)
         except (Rejected, Misuse, NotImplementedError) as exc:
             return Outcome(server.FAIL_REPLY, "fail", True, request.name, type(exc).__name__)
