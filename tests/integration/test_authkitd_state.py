@@ -38,6 +38,41 @@ def login(path, name: str, password: bytes, ip: str | None) -> tuple[float, byte
     return time.monotonic() - start, reply
 
 
+# --------------------------------------------------------------- refusal floor
+
+def test_refusals_wait_out_the_floor_on_a_timer_not_in_a_worker(courier_lab):
+    """With one worker and a 3 s floor, six refusals at once (wrong password and
+    unknown user alike) each take at least 3 s, while a good login sent after
+    them is answered at once: a sleeping worker would have made it wait for
+    all six (18 s)."""
+    import threading
+
+    lab = courier_lab
+    lab.add_user("andrew@example.com", "andrew-secret")
+    lab.makeuserdb()
+    floor = 3.0
+    kitd = Authkitd(lab.root / "kitd", lab.socket_path,
+                    lab_config(lab, f"workers = 1\nrefusal_floor = {floor:g}\nfailure_delay = 0\n")).start()
+    try:
+        refusals: list = []
+        names = ["andrew@example.com", "nobody@example.com"] * 3
+        threads = [threading.Thread(target=lambda n=n: refusals.append(login(lab.socket_path, n, b"wrong", None)))
+                   for n in names]
+        for thread in threads:
+            thread.start()
+        # every refusal has reached the worker once the log shows it
+        assert kitd.wait_for_log("result=fail", timeout=30)
+        good, reply = login(lab.socket_path, "andrew@example.com", b"andrew-secret", None)
+        for thread in threads:
+            thread.join(60)
+        assert reply.endswith(b"\n.\n")
+        assert len(refusals) == 6 and all(r == b"FAIL\n" for _, r in refusals)
+        assert min(t for t, _ in refusals) >= floor
+        assert good < floor, (good, sorted(t for t, _ in refusals))
+    finally:
+        kitd.stop()
+
+
 # --------------------------------------------------------------- failure delay
 
 def test_twenty_wrong_passwords_slow_that_address_not_another(courier_lab):
