@@ -1,6 +1,7 @@
 """Small client-side helpers shared by the tests that run the documented stack
 (daemontools, systemd, xinetd, stunnel): a free port, the poppassd dialogue of a
-webmail client, and "does this password work now" through authkit."""
+webmail client, "does this password work now" through authkit, and one raw
+request to a unix socket (:func:`exchange`)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,19 @@ def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float 
             assert proc.poll() is None, f"{what} exited {proc.returncode}"
             assert time.monotonic() < deadline, f"{what} does not listen on {port}"
             time.sleep(0.05)
+
+
+def exchange(path: "str | Path", data: bytes, timeout: float = 60) -> bytes:
+    """Send ``data`` to the unix socket ``path`` (an authdaemond or authkitd
+    socket: one request per connection) and return everything the peer writes
+    until it closes."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)

@@ -5,10 +5,10 @@ exit 0 (its in-flight case is in test_authkitd_faults)."""
 from __future__ import annotations
 
 import signal
-import socket
 
 import pytest
 from authkitdlab import Authkitd, lab_config
+from stacktools import exchange
 
 from authkit.authdaemon import protocol
 
@@ -16,16 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def pre(path, name: str) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(60)
-        sock.connect(str(path))
-        sock.sendall(protocol.pre_request("login", name))
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+    return exchange(path, protocol.pre_request("login", name))
 
 
 def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(courier_lab):

@@ -6,30 +6,17 @@ hashes."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 
 import pytest
 from authkitdlab import Authkitd, lab_config
 from courierlab import CourierLab
+from stacktools import exchange
 
 from authkit.authdaemon import protocol
 
 pytestmark = pytest.mark.integration
-
-
-def exchange(path, data: bytes, timeout: float = 60) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(data)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
 
 
 def login(path, name: str, password: bytes, ip: str | None) -> tuple[float, bytes]:
