@@ -5,10 +5,10 @@
   order each round (bench_courierpasswd.py, bench_install.py);
 * :func:`hash_cost`: the in-process cost of one password verify;
 * :func:`pct`: a percentile of a list;
-* :func:`login_round`, :func:`daemon_rounds`, :func:`print_daemon_table`:
-  logins per second and latency through authdaemond's socket, Courier's daemon
-  beside authkitd, and the table and ratios printed (bench_ldap.py,
-  bench_pgsql.py).
+* :func:`common_daemon_options`, :func:`beside_courier`, :func:`login_round`,
+  :func:`daemon_rounds`, :func:`print_daemon_table`: logins per second and
+  latency through authdaemond's socket, Courier's daemon beside authkitd, and
+  the table and ratios printed (bench_ldap.py, bench_pgsql.py).
 
 The scripts put the checkout and tests/ on ``sys.path`` before importing this.
 """
@@ -177,3 +177,38 @@ def print_daemon_table(results: "dict[str, list[dict]]", ours: str, theirs: str)
           f"p99 {mine['p99'] / other['p99']:.2f}")
     print("all rounds:", {name: [f"{r['rate']:.0f}/s p99 {r['p99']:.1f}" for r in rounds]
                           for name, rounds in results.items()})
+
+
+def common_daemon_options(parser: object, *, users: int) -> None:
+    """The argparse options bench_ldap and bench_pgsql share."""
+    add = parser.add_argument  # type: ignore[attr-defined]
+    add("--users", type=int, default=users)
+    add("--requests", type=int, default=1500)
+    add("--clients", type=int, default=8)
+    add("--rounds", type=int, default=3)
+    add("--daemons", type=int, default=5, help="Courier authdaemond children")
+    add("--workers", type=int, default=8, help="authkitd worker threads")
+
+
+def beside_courier(lab: object, root: "os.PathLike", conf_text: str, accounts: list, args: object,
+                   *, kind: str, module: str) -> "tuple[dict[str, list[dict]], str, str]":
+    """Start the CourierLab ``lab``'s authdaemond (its authdaemonrc already
+    written, with ``module``) and an authkitd (``conf_text``) under ``root``,
+    run :func:`daemon_rounds` on both, stop authkitd.  Returns the results and
+    the two daemons' names (authkitd's, Courier's)."""
+    from pathlib import Path
+
+    from authkitdlab import Authkitd
+
+    root = Path(root)
+    lab.start_daemon()  # type: ignore[attr-defined]
+    authkitd = Authkitd(root / "authkitd", root / "authkitd.sock", conf_text)
+    authkitd.start()
+    ours, theirs = f"authkitd {kind}", f"courier authdaemond+{module}"
+    try:
+        sockets = {theirs: str(lab.socket_path), ours: str(authkitd.socket_path)}  # type: ignore[attr-defined]
+        results = daemon_rounds(sockets, accounts, rounds=args.rounds,  # type: ignore[attr-defined]
+                                requests=args.requests, clients=args.clients)  # type: ignore[attr-defined]
+    finally:
+        authkitd.stop()
+    return results, ours, theirs

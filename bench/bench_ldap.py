@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-from _common import daemon_rounds, print_daemon_table  # noqa: E402
+from _common import beside_courier, common_daemon_options, print_daemon_table  # noqa: E402
 
 from authkit.schemes import make_password_hash  # noqa: E402
 
@@ -62,17 +62,11 @@ def load(slapd, users: int) -> list[tuple[str, str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--requests", type=int, default=1500)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--daemons", type=int, default=5, help="Courier authdaemond children")
-    parser.add_argument("--workers", type=int, default=8, help="authkitd worker threads")
+    common_daemon_options(parser, users=1000)
     parser.add_argument("--authbind", action="store_true", help="LDAP_AUTHBIND=1 on both sides")
     args = parser.parse_args()
 
     import ldapdirectory as d
-    from authkitdlab import Authkitd
     from courierlab import CourierLab
     from slapdlab import SUFFIX, SlapdLab
 
@@ -85,21 +79,13 @@ def main() -> int:
         rc.write_text(d.authldaprc(values))
         os.chmod(rc, 0o640)
         lab.write_authdaemonrc(authmodulelist="authldap")
-        lab.start_daemon()
-        authkitd = Authkitd(root / "authkitd", root / "authkitd.sock",
-                            d.authkit_conf(values, workers=str(args.workers), failure_delay="0"))
-        authkitd.start()
-        try:
-            sockets = {"courier authdaemond+authldap": str(lab.socket_path),
-                       "authkitd ldap": str(authkitd.socket_path)}
-            results = daemon_rounds(sockets, accounts, rounds=args.rounds,
-                                    requests=args.requests, clients=args.clients)
-        finally:
-            authkitd.stop()
+        conf = d.authkit_conf(values, workers=str(args.workers), failure_delay="0")
+        results, ours, theirs = beside_courier(lab, root, conf, accounts, args,
+                                               kind="ldap", module="authldap")
     print(f"users={args.users} requests/round={args.requests} clients={args.clients} "
           f"rounds={args.rounds} courier daemons={args.daemons} authkitd workers={args.workers} "
           f"authbind={int(args.authbind)}")
-    print_daemon_table(results, "authkitd ldap", "courier authdaemond+authldap")
+    print_daemon_table(results, ours, theirs)
     return 0
 
 

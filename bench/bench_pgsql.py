@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-from _common import daemon_rounds, print_daemon_table  # noqa: E402
+from _common import beside_courier, common_daemon_options, print_daemon_table  # noqa: E402
 
 from authkit.schemes import make_password_hash  # noqa: E402
 
@@ -59,17 +59,11 @@ def load(pg, users: int) -> list[tuple[str, str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=2000)
-    parser.add_argument("--requests", type=int, default=1500)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--daemons", type=int, default=5, help="Courier authdaemond children")
-    parser.add_argument("--workers", type=int, default=8, help="authkitd worker threads")
+    common_daemon_options(parser, users=2000)
     parser.add_argument("--pool", type=int, default=0,
                         help="authkitd's pgsql_pool_size (default: authkit's own default)")
     args = parser.parse_args()
 
-    from authkitdlab import Authkitd
     from courierlab import CourierLab
     from pglab import PgLab, authkit_conf_text, write_authpgsqlrc
 
@@ -80,22 +74,14 @@ def main() -> int:
                 "PGSQL_CRYPT_PWFIELD": "crypt"}
         write_authpgsqlrc(lab.etc_dir, keys)
         lab.write_authdaemonrc(authmodulelist="authpgsql")
-        lab.start_daemon()
-        authkitd = Authkitd(root / "authkitd", root / "authkitd.sock",
-                            authkit_conf_text(keys, workers=args.workers, failure_delay=0,
-                                              **({"pgsql_pool_size": args.pool} if args.pool else {})))
-        authkitd.start()
-        try:
-            sockets = {"courier authdaemond+authpgsql": str(lab.socket_path),
-                       "authkitd pgsql": str(authkitd.socket_path)}
-            results = daemon_rounds(sockets, accounts, rounds=args.rounds,
-                                    requests=args.requests, clients=args.clients)
-        finally:
-            authkitd.stop()
+        conf = authkit_conf_text(keys, workers=args.workers, failure_delay=0,
+                                 **({"pgsql_pool_size": args.pool} if args.pool else {}))
+        results, ours, theirs = beside_courier(lab, root, conf, accounts, args,
+                                               kind="pgsql", module="authpgsql")
     print(f"users={args.users} requests/round={args.requests} clients={args.clients} "
           f"rounds={args.rounds} courier daemons={args.daemons} authkitd workers={args.workers} "
           f"pool={args.pool or 'default'}")
-    print_daemon_table(results, "authkitd pgsql", "courier authdaemond+authpgsql")
+    print_daemon_table(results, ours, theirs)
     return 0
 
 

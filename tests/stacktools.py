@@ -1,7 +1,7 @@
 """Small client-side helpers shared by the tests that run the documented stack
 (daemontools, systemd, xinetd, stunnel): a free port, the poppassd dialogue of a
 webmail client, "does this password work now" through authkit, and one raw
-request to a unix socket (:func:`exchange`)."""
+request to a unix socket (:func:`exchange`, :func:`pre_reply`)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,10 @@ def exchange(path: "str | Path", data: bytes, timeout: float = 60) -> bytes:
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
+
+
+def pre_reply(path: "str | Path", login: str, service: str = "login") -> bytes:
+    """authdaemond's whole answer on ``path`` to ``PRE . <service> <login>``."""
+    from authkit.authdaemon import protocol
+
+    return exchange(path, protocol.pre_request(service, login))

@@ -8,15 +8,10 @@ import signal
 
 import pytest
 from authkitdlab import Authkitd, lab_config
-from stacktools import exchange
+from stacktools import pre_reply as pre
 
-from authkit.authdaemon import protocol
 
 pytestmark = pytest.mark.integration
-
-
-def pre(path, name: str) -> bytes:
-    return exchange(path, protocol.pre_request("login", name))
 
 
 def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(courier_lab):

@@ -12,7 +12,7 @@ import time
 import pytest
 from authkitdlab import Authkitd, lab_config
 from courierlab import CourierLab
-from stacktools import exchange
+from stacktools import exchange, pre_reply as pre
 
 from authkit.authdaemon import protocol
 
@@ -147,10 +147,6 @@ def test_rehash_on_a_full_disk_keeps_the_login_and_the_userdb(tmp_path):
 
 
 # ------------------------------------------------------------------- the cache
-
-def pre(path, name: str) -> bytes:
-    return exchange(path, protocol.pre_request("login", name))
-
 
 def test_cache_is_invalidated_by_userdb_changes_and_passwd(courier_lab):
     lab = courier_lab
