@@ -46,13 +46,22 @@ def password_works(userdb: Path, user: str, password: str, service: str = "imap"
 
 def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
     """Return once 127.0.0.1:port accepts; fail if ``proc`` exits or time runs out."""
+    first_connection(port, proc, what, timeout=timeout, io_timeout=1).close()
+
+
+def first_connection(port: int, proc: subprocess.Popen, what: str, output=None,  # noqa: ANN001
+                     timeout: float = 15, io_timeout: float = 20) -> socket.socket:
+    """The first connection to 127.0.0.1:port, made as soon as it accepts (kept
+    open: under inetd-style activation it is the first client); fail if ``proc``
+    exits (with what ``output``, its stderr or stdout, holds) or after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+            return socket.create_connection(("127.0.0.1", port), timeout=io_timeout)
         except OSError:
-            assert proc.poll() is None, f"{what} exited {proc.returncode}"
+            assert proc.poll() is None, (f"{what} exited {proc.returncode}",
+                                         output.read() if output is not None else None)
             assert time.monotonic() < deadline, f"{what} does not listen on {port}"
             time.sleep(0.05)
 

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import pytest
-from stacktools import free_port, password_works, poppassd_dialogue
+from stacktools import first_connection, free_port, password_works, poppassd_dialogue
 
 pytestmark = pytest.mark.integration
 
@@ -137,16 +137,7 @@ def test_exec_start_under_systemd_socket_activate_accept_inetd(tmp_path: Path) -
         stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=20)
-                break
-            except OSError:
-                assert activator.poll() is None, activator.stderr.read()
-                assert time.monotonic() < deadline, "systemd-socket-activate did not listen"
-                time.sleep(0.05)
-        with client:
+        with first_connection(port, activator, "systemd-socket-activate", activator.stderr) as client:
             replies = poppassd_dialogue(client.makefile("rwb"), USER, OLD, "Activate-Pw-2024", until_eof=True)
         assert_changed(replies)
         assert password_works(userdb, USER, "Activate-Pw-2024")
@@ -215,16 +206,7 @@ def test_xinetd_runs_the_contrib_service_and_a_password_changes(tmp_path: Path) 
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=20)
-                break
-            except OSError:
-                assert daemon.poll() is None, daemon.stdout.read()
-                assert time.monotonic() < deadline, "xinetd did not listen"
-                time.sleep(0.05)
-        with client:
+        with first_connection(port, daemon, "xinetd", daemon.stdout) as client:
             replies = poppassd_dialogue(client.makefile("rwb"), USER, OLD, "Xinetd-Pw-2024", until_eof=True)
         assert_changed(replies)
         assert password_works(userdb, USER, "Xinetd-Pw-2024")
