@@ -162,9 +162,15 @@ def daemon_rounds(sockets: "dict[str, str]", accounts: list, *, rounds: int, req
     return results
 
 
-def print_daemon_table(results: "dict[str, list[dict]]", ours: str, theirs: str) -> None:
-    """Print the median round of each daemon as a Markdown table, the ratios
-    ``ours``/``theirs`` (logins/s and p99), and every round."""
+def print_daemon_table(results: "dict[str, list[dict]]", ours: str, theirs: str, args: object,
+                       setting: str) -> None:
+    """Print the run's settings (the :func:`common_daemon_options` of ``args``
+    and ``setting``), the median round of each daemon as a Markdown table, the
+    ratios ``ours``/``theirs`` (logins/s and p99), and every round."""
+    a = args
+    print(f"users={a.users} requests/round={a.requests} clients={a.clients} "  # type: ignore[attr-defined]
+          f"rounds={a.rounds} courier daemons={a.daemons} authkitd workers={a.workers} "  # type: ignore[attr-defined]
+          f"{setting}")
     print("| daemon | logins/s | p50 ms | p99 ms |")
     print("|---|---|---|---|")
     medians = {}

@@ -82,10 +82,7 @@ def main() -> int:
         conf = d.authkit_conf(values, workers=str(args.workers), failure_delay="0")
         results, ours, theirs = beside_courier(lab, root, conf, accounts, args,
                                                kind="ldap", module="authldap")
-    print(f"users={args.users} requests/round={args.requests} clients={args.clients} "
-          f"rounds={args.rounds} courier daemons={args.daemons} authkitd workers={args.workers} "
-          f"authbind={int(args.authbind)}")
-    print_daemon_table(results, ours, theirs)
+    print_daemon_table(results, ours, theirs, args, f"authbind={int(args.authbind)}")
     return 0
 
 

@@ -78,10 +78,7 @@ def main() -> int:
                                  **({"pgsql_pool_size": args.pool} if args.pool else {}))
         results, ours, theirs = beside_courier(lab, root, conf, accounts, args,
                                                kind="pgsql", module="authpgsql")
-    print(f"users={args.users} requests/round={args.requests} clients={args.clients} "
-          f"rounds={args.rounds} courier daemons={args.daemons} authkitd workers={args.workers} "
-          f"pool={args.pool or 'default'}")
-    print_daemon_table(results, ours, theirs)
+    print_daemon_table(results, ours, theirs, args, f"pool={args.pool or 'default'}")
     return 0
 
 

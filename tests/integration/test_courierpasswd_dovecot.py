@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stacktools import free_port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -103,12 +104,6 @@ def _missing() -> list[str]:
     return reasons
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _IMAP(imaplib.IMAP4):
     """imaplib from a chosen 127.0.0.x source address: Dovecot's per-IP auth
     penalty then never delays the next test."""
@@ -156,7 +151,7 @@ def running_dovecot(lab: Path) -> "Iterator[tuple[int, Path]]":
     """Dovecot on :data:`CONFIG` under ``lab`` (its passdb courierpasswd reads
     ``lab``/authkit.conf) on a free port, from when it accepts until it is
     stopped on leaving; yields ``(port, dovecot.conf)``."""
-    port = _free_port()
+    port = free_port()
     conf = lab / "dovecot.conf"
     conf.write_text(CONFIG.format(lab=lab, pid=os.getpid(), port=port, courierpasswd=COURIERPASSWD))
     proc = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL,
