@@ -87,3 +87,25 @@ def pre_reply(path: "str | Path", login: str, service: str = "login") -> bytes:
     from authkit.authdaemon import protocol
 
     return exchange(path, protocol.pre_request(service, login))
+
+
+def systemd_verify(units: "list[Path]", directory: Path, installed: str, binary: Path) -> str:
+    """Copy the unit files ``units`` into ``directory`` with the installed
+    program path ``installed`` pointed at ``binary`` (``systemd-analyze verify``
+    insists that it exists), verify them, and return its stderr; assert that it
+    exits 0.  Skips the test when systemd-analyze is not installed."""
+    import shutil
+
+    import pytest
+
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        pytest.skip("systemd-analyze not installed")
+    copies = []
+    for unit in units:
+        copy = directory / unit.name
+        copy.write_text(unit.read_text().replace(installed, str(binary)))
+        copies.append(str(copy))
+    proc = subprocess.run([tool, "verify", "--man=no", *copies], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stderr

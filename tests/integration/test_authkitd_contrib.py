@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from authkitdlab import connectable
+from stacktools import systemd_verify
 from test_contrib_daemontools import install_script, session_pids, stop_svscan, wait_for
 
 from authkit.authdaemon.source import AuthdaemonSource
@@ -158,13 +159,6 @@ def test_socket_activation_with_systemd_s_own_activator(tmp_path: Path) -> None:
 
 
 def test_systemd_analyze_verify_accepts_the_socket_unit(tmp_path: Path) -> None:
-    tool = shutil.which("systemd-analyze")
-    if not tool:
-        pytest.skip("systemd-analyze not installed")
-    for name in ("authkitd.socket", "authkitd.service"):
-        text = (CONTRIB / "systemd" / name).read_text()
-        (tmp_path / name).write_text(text.replace(INSTALLED, str(AUTHKITD)))
-    proc = subprocess.run([tool, "verify", "--man=no", str(tmp_path / "authkitd.socket"),
-                           str(tmp_path / "authkitd.service")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "authkitd" not in proc.stderr, proc.stderr
+    units = [CONTRIB / "systemd" / name for name in ("authkitd.socket", "authkitd.service")]
+    stderr = systemd_verify(units, tmp_path, INSTALLED, AUTHKITD)
+    assert "authkitd" not in stderr, stderr

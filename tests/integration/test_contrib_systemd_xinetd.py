@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 import pytest
-from stacktools import first_connection, free_port, password_works, poppassd_dialogue
+from stacktools import (first_connection, free_port, password_works, poppassd_dialogue,
+                        systemd_verify)
 
 pytestmark = pytest.mark.integration
 
@@ -151,18 +152,9 @@ def test_exec_start_under_systemd_socket_activate_accept_inetd(tmp_path: Path) -
 
 
 def test_systemd_analyze_verify_accepts_both_units(tmp_path: Path) -> None:
-    tool = shutil.which("systemd-analyze")
-    if not tool:
-        pytest.skip("systemd-analyze not installed")
-    for name in ("courierpassd.socket", "courierpassd@.service"):
-        text = (CONTRIB / "systemd" / name).read_text()
-        # verify insists that the binary exists: point it at this checkout's
-        (tmp_path / name).write_text(text.replace(INSTALLED_PATH, str(COURIERPASSD)))
-    proc = subprocess.run([tool, "verify", "--man=no", str(tmp_path / "courierpassd.socket"),
-                           str(tmp_path / "courierpassd@.service")],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "courierpassd" not in proc.stderr, proc.stderr
+    units = [CONTRIB / "systemd" / name for name in ("courierpassd.socket", "courierpassd@.service")]
+    stderr = systemd_verify(units, tmp_path, INSTALLED_PATH, COURIERPASSD)  # this checkout's binary
+    assert "courierpassd" not in stderr, stderr
 
 
 # -- xinetd ----------------------------------------------------------------------------
