@@ -30,6 +30,7 @@ Serve Courier authdaemond's socket protocol from authkit's account sources.
   --stderr       log to stderr instead of syslog
   -v, --verbose  log every request (never a password)
   -h, --help     this help
+  -V, --version  the version
 
 Runs in the foreground.  SIGTERM: finish the requests being answered, exit 0.
 SIGHUP: re-read the configuration (a bad one is logged and the old one kept).
@@ -45,10 +46,10 @@ class UsageError(Exception):
 
 
 def parse_args(argv: "list[str]") -> "dict[str, object]":
-    """``{"config", "socket", "stderr", "verbose", "help"}`` from ``argv``;
+    """``{"config", "socket", "stderr", "verbose", "help", "version"}`` from ``argv``;
     raises :class:`UsageError`."""
     options: "dict[str, object]" = {"config": None, "socket": None, "stderr": False,
-                                    "verbose": False, "help": False}
+                                    "verbose": False, "help": False, "version": False}
     index = 0
     while index < len(argv):
         arg = argv[index]
@@ -69,6 +70,8 @@ def parse_args(argv: "list[str]") -> "dict[str, object]":
             options["verbose"] = True
         elif arg in ("-h", "--help"):
             options["help"] = True
+        elif arg in ("-V", "--version"):
+            options["version"] = True
         else:
             raise UsageError(f"unknown argument {arg!r}")
     return options
@@ -205,6 +208,11 @@ def run(argv: "list[str]") -> int:
         return usage_error(PROGRAM, str(exc), USAGE)
     if options["help"]:
         os.write(1, HELP.encode())
+        return 0
+    if options["version"]:
+        from .. import __version__
+
+        os.write(1, f"{PROGRAM} (authkit) {__version__}\n".encode())
         return 0
     from ..errors import ConfigError, TemporaryFailure
     from ._log import EventLog

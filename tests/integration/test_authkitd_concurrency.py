@@ -115,3 +115,32 @@ def test_200_concurrent_clients_each_get_their_own_answer_once(lab):
             assert fields["ADDRESS"] == name, (index, reply)
             assert reply.count(b"\n.\n") == 1 and reply.endswith(b"\n.\n")
             assert f"PASSWD2={password}\n".encode() in reply
+
+
+def test_a_password_change_waiting_on_the_userdb_lock_does_not_stall_logins(lab):
+    """A PASSWD serialises on the userdb's own lock, not on the daemon: while
+    another writer holds the lock, logins (and lookups) are answered; the change
+    completes once the lock is free."""
+    from authkit.userdb.locks import FileLock, text_lock_path
+
+    daemon = Authkitd(lab.root / "authkitd", lab.socket_path, lab_config(lab)).start()
+    result: dict = {}
+    try:
+        with FileLock(text_lock_path(str(lab.userdb_path))):
+            def change() -> None:
+                result["reply"] = exchange(lab.socket_path, protocol.passwd_request(
+                    "login", USERS[1], b"pw-user1", b"Locked-N3w-1"))
+
+            changer = threading.Thread(target=change)
+            changer.start()
+            for index in range(10):  # the change is in a worker, waiting on the lock
+                elapsed, reply = timed_login(lab.socket_path, USERS[index % 3 * 2],
+                                             ("pw-user%d" % (index % 3 * 2)).encode())
+                assert reply.endswith(b"\n.\n") and elapsed < 5, elapsed
+            assert changer.is_alive() and "reply" not in result  # still waiting on the lock
+        changer.join(60)
+        assert result["reply"] == b"OK\n"
+        _, reply = timed_login(lab.socket_path, USERS[1], b"Locked-N3w-1")
+        assert reply.endswith(b"\n.\n")
+    finally:
+        daemon.stop()

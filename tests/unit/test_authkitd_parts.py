@@ -186,7 +186,8 @@ def test_config_chain_syntax():
 
 def test_cli_arguments():
     assert parse_args(["--config", "f", "--socket=/s", "--stderr", "-v"]) == {
-        "config": "f", "socket": "/s", "stderr": True, "verbose": True, "help": False}
+        "config": "f", "socket": "/s", "stderr": True, "verbose": True, "help": False, "version": False}
+    assert parse_args(["-V"])["version"] and parse_args(["--help"])["help"]
     for bad in (["--config"], ["--socket="], ["-x"], ["extra"]):
         with pytest.raises(UsageError):
             parse_args(bad)
