@@ -1,7 +1,10 @@
-"""Small client-side helpers shared by the tests that run the documented stack
-(daemontools, systemd, xinetd, stunnel): a free port, the poppassd dialogue of a
-webmail client, "does this password work now" through authkit, and one raw
-request to a unix socket (:func:`exchange`, :func:`pre_reply`)."""
+"""Small helpers shared by the tests that run peers and the documented stack
+(daemontools, systemd, xinetd, stunnel, Dovecot, qpsmtpd, TMDA): a free port, the
+poppassd dialogue of a webmail client, "does this password work now" through
+authkit, waiting for a port (:func:`wait_listening`, :func:`first_connection`),
+stopping a peer (:func:`stop_process`), one raw request to a unix socket
+(:func:`exchange`, :func:`pre_reply`) and ``systemd-analyze verify`` of unit
+files (:func:`systemd_verify`)."""
 
 from __future__ import annotations
 
@@ -42,6 +45,17 @@ def password_works(userdb: Path, user: str, password: str, service: str = "imap"
     except Rejected:
         return False
     return True
+
+
+def stop_process(proc: "subprocess.Popen | None", timeout: float = 10) -> None:
+    """SIGTERM ``proc`` if it still runs, SIGKILL after ``timeout`` s; reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 15) -> None:

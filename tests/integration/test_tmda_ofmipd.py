@@ -42,7 +42,7 @@ from pathlib import Path
 import pytest
 
 from courierlab import CourierLab
-from stacktools import free_port
+from stacktools import free_port, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -275,13 +275,7 @@ def ofmipd(world: World):
             time.sleep(0.05)
         yield port
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def _log(world: World) -> str:
