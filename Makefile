@@ -10,7 +10,8 @@ PY := $(VENV)/bin/python
 
 # Real peers the integration tests run (Debian 12 package names).  courier-imap
 # conflicts with dovecot-imapd (both Conflicts: imap-server): only its .deb is
-# fetched, and tests/couriermail.py unpacks it privately.
+# fetched, and tests/couriermail.py unpacks it privately; gamin is the one run-time
+# dependency of its imapd that courier-pop does not bring in.
 DEBIAN_PACKAGES := \
 	courier-authlib courier-authlib-userdb courier-authdaemon \
 	libgdbm6 python3-gdbm python3-venv whois util-linux \
@@ -18,7 +19,7 @@ DEBIAN_PACKAGES := \
 	dovecot-core dovecot-imapd qpsmtpd swaks \
 	php-cli php-net-socket roundcube-plugins poppass-cgi \
 	hyperfine procps time acl openssl systemd \
-	courier-pop \
+	courier-pop gamin \
 	slapd ldap-utils courier-authlib-ldap \
 	postgresql courier-authlib-postgresql python3-psycopg \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
