@@ -80,20 +80,27 @@ def first_connection(port: int, proc: subprocess.Popen, what: str, output=None, 
             time.sleep(0.05)
 
 
-def exchange(path: "str | Path", data: bytes, timeout: float = 60) -> bytes:
+def exchange(path: "str | Path", data: bytes, timeout: float = 60, *,
+             reset_ends: bool = False) -> bytes:
     """Send ``data`` to the unix socket ``path`` (an authdaemond or authkitd
     socket: one request per connection) and return everything the peer writes
-    until it closes."""
+    until it closes.  With ``reset_ends``, a reset or broken pipe (Courier
+    closes with our bytes unread) counts as the close."""
+    chunks = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(str(path))
-        sock.sendall(data)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+        try:
+            sock.sendall(data)
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (ConnectionResetError, BrokenPipeError):
+            if not reset_ends:
+                raise
+    return b"".join(chunks)
 
 
 def pre_reply(path: "str | Path", login: str, service: str = "login") -> bytes:
