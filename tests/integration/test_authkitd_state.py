@@ -6,30 +6,17 @@ hashes."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 
 import pytest
 from authkitdlab import Authkitd, lab_config
 from courierlab import CourierLab
+from stacktools import exchange, pre_reply as pre
 
 from authkit.authdaemon import protocol
 
 pytestmark = pytest.mark.integration
-
-
-def exchange(path, data: bytes, timeout: float = 60) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(data)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
 
 
 def login(path, name: str, password: bytes, ip: str | None) -> tuple[float, bytes]:
@@ -195,10 +182,6 @@ def test_rehash_on_a_full_disk_keeps_the_login_and_the_userdb(tmp_path):
 
 
 # ------------------------------------------------------------------- the cache
-
-def pre(path, name: str) -> bytes:
-    return exchange(path, protocol.pre_request("login", name))
-
 
 def test_cache_is_invalidated_by_userdb_changes_and_passwd(courier_lab):
     lab = courier_lab
