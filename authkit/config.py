@@ -452,7 +452,8 @@ def open_source(
         default_options=settings.default_options,
         hash_scheme=settings.hash_scheme,
         on_problem=on_problem,  # type: ignore[arg-type]
-        refusal_floor=settings.refusal_floor,
+        # authkitd keeps the floor as a timer in its loop, not a sleep in a worker
+        refusal_floor=0.0 if daemon else settings.refusal_floor,
     )
 
 

@@ -29,6 +29,14 @@ must never stand for "could not tell").
 Shared state that only a daemon can hold lives in the loop thread:
 :class:`Penalty`, the per-``TCPREMOTEIP`` failure delay.
 
+The refusal floor (``refusal_floor``, authkit.conf(5)) is kept here too, as a
+timer: the ``FAIL`` of a refused password check leaves no sooner than
+``refusal_floor`` seconds after the request went to a worker, whatever the
+source, so an unknown user and a wrong password answer at the same time.  The
+worker is free at once (a sleep in it would let a few wrong passwords a second
+occupy every worker, the stall authkitd exists to prevent); the sources are
+opened without a floor of their own (``open_source(daemon=True)``).
+
 Signals: SIGTERM/SIGINT stop accepting, close connections whose request is not
 being answered, let the answers being worked out go out, then :meth:`Daemon.run`
 returns 0.  SIGHUP calls the ``reload`` function given; when it raises, the old
@@ -297,9 +305,11 @@ class Generation:
 
     def __init__(self, responder: Responder, *, source_timeout: float = 25.0,
                  failure_delay: float = 2.0, failure_delay_max: float = 15.0,
+                 refusal_floor: float = 0.0,
                  description: str = "", close: "Callable[[], None] | None" = None) -> None:
         self.responder = responder
         self.source_timeout = source_timeout
+        self.refusal_floor = refusal_floor
         self.failure_delay = failure_delay
         self.failure_delay_max = failure_delay_max
         self.description = description
@@ -308,12 +318,13 @@ class Generation:
         self.retired = False
 
 
-_READING, _DELAYED, _WORKING, _WRITING, _CLOSED = range(5)
+# _HOLDING: a refusal's reply waits for the refusal floor (answered, not in flight).
+_READING, _DELAYED, _WORKING, _HOLDING, _WRITING, _CLOSED = range(6)
 
 
 class _Connection:
     __slots__ = ("sock", "parser", "request", "state", "generation", "out", "timer",
-                 "started", "outcome")
+                 "started", "dispatched", "outcome")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -324,6 +335,7 @@ class _Connection:
         self.out = memoryview(b"")
         self.timer = 0
         self.started = now
+        self.dispatched = now
         self.outcome: "Outcome | None" = None
 
 
@@ -413,6 +425,8 @@ class Daemon:
             self._close(conn)
         elif conn.state == _DELAYED:
             self._dispatch(conn, now)
+        elif conn.state == _HOLDING:
+            self._reply(conn, conn.outcome, now)  # type: ignore[arg-type]
         elif conn.state == _WORKING:
             request = conn.request
             self.log.event("tempfail", request=request.kind if request else "",
@@ -500,6 +514,7 @@ class Daemon:
     def _dispatch(self, conn: _Connection, now: float) -> None:
         generation = self.generation
         conn.generation = generation
+        conn.dispatched = now
         conn.state = _WORKING
         self._in_flight += 1
         generation.busy += 1
@@ -526,9 +541,22 @@ class Daemon:
                 if wait:
                     self.log.event("penalty", ip=ip, failures=count, next_delay=f"{wait:g}s")
         self._log(request, outcome)  # type: ignore[arg-type]
+        if outcome.guess and outcome.result == "fail" and outcome.reply:
+            due = conn.dispatched + generation.refusal_floor
+            if due > now:
+                self._in_flight -= 1  # the answer is made; only the timer is left
+                conn.state, conn.outcome = _HOLDING, outcome
+                self._arm(conn, due)
+                return
+        self._reply(conn, outcome, now)
+
+    def _reply(self, conn: _Connection, outcome: Outcome, now: float) -> None:
+        """Send ``outcome``'s reply (or close with nothing sent)."""
         if not outcome.reply:
             self._close(conn)
             return
+        if conn.state == _HOLDING:
+            self._in_flight += 1
         conn.state = _WRITING
         conn.out = memoryview(outcome.reply)
         self.selector.register(conn.sock, selectors.EVENT_WRITE, conn)
@@ -602,6 +630,8 @@ class Daemon:
         for conn in list(self.connections.values()):
             if conn.state in (_READING, _DELAYED):
                 self._close(conn)
+            elif conn.state == _HOLDING:  # its FAIL goes out now
+                self._reply(conn, conn.outcome, monotonic())  # type: ignore[arg-type]
 
     def run(self, ready: "Callable[[], None] | None" = None) -> int:
         """Serve until SIGTERM/SIGINT (or :meth:`stop`), then let in-flight

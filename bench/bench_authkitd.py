@@ -42,41 +42,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-PASSWORD = "pw-sha512crypt"
-HASH = ("$6$JnuJPyIoI7szigg1$XPK3xt5h0ytNIvCKAP7CEcQsHzIlawRQJRkbpEOARk0hOY8qFrmP724JTSC3"
-        "CvekCP7Wjje3RddOlL/xLiESL.")
+# The synthetic userdb of bench_userdb_scale.py (the same line shape and hash).
+from bench_userdb_scale import HASH, PASSWORD, generate  # noqa: E402
 LEVELS = {1: 300, 8: 1200, 64: 1600}  # concurrent clients -> logins measured
-
-
-def generate(path: Path, count: int) -> None:
-    with open(path, "w", buffering=1 << 20) as out:
-        for i in range(count):
-            u = f"u{i:07d}"
-            out.write(f"{u}@example.com\tuid=1000|gid=1000|home=/home/vmail/example.com/{u}|"
-                      f"mail=/home/vmail/example.com/{u}/Maildir|systempw={HASH}\n")
-    os.chmod(path, 0o600)
 
 
 def login(path: str, name: str, timeout: float = 30.0) -> tuple[float, bool]:
     """(seconds, answered correctly) of one AUTH login on a new connection."""
+    from stacktools import exchange
+
     from authkit.authdaemon import protocol
 
     request = protocol.login_request("imap", name, PASSWORD.encode())
     start = time.perf_counter()
-    chunks = []
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            sock.sendall(request)
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+        reply = exchange(path, request, timeout)
     except OSError:
         return time.perf_counter() - start, False
-    reply = b"".join(chunks)
     ok = reply.endswith(b"\n.\n") and f"ADDRESS={name}\n".encode() in reply
     return time.perf_counter() - start, ok
 

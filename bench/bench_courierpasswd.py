@@ -39,7 +39,6 @@ Usage: ``python3 bench/bench_courierpasswd.py [--rounds N] [--users N]``
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _common import check_commands, hash_cost, pct, shuffled_rounds, spawn  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 USER = "user049999@example.com"
@@ -75,43 +77,6 @@ def build_lab(root: Path, users: int):
           file=sys.stderr)
     lab.start_daemon()
     return lab, hashed
-
-
-def spawn(argv: list[str], env: dict, creds: bytes | None) -> tuple[float, int]:
-    """Wall time (ms) of one fork+exec+wait of ``argv`` with ``creds`` on fd 3."""
-    r, w = os.pipe()
-    if creds:
-        os.write(w, creds)
-    os.close(w)
-    if r != 3:
-        os.dup2(r, 3)
-        os.close(r)
-    try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, pass_fds=(3,), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        code = proc.wait()
-        elapsed = (time.perf_counter() - start) * 1000
-    finally:
-        os.close(3)
-    return elapsed, code
-
-
-def hash_cost(hashed: str, n: int = 50) -> float:
-    from authkit.schemes import verify_password
-
-    assert verify_password(PASSWORD.encode(), hashed)
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        verify_password(PASSWORD.encode(), hashed)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main(argv: list[str]) -> int:
@@ -140,26 +105,13 @@ def main(argv: list[str]) -> int:
             "python-bare": ([PYTHON, "-I", "-S", "-c", "pass"], base_env, None),
             "true-floor": (["/bin/true"], base_env, None),
         }
-        for name, (cmd, env, data) in commands.items():  # correctness first, and warm caches
-            for _ in range(3):
-                _, code = spawn(cmd, env, data)
-            if code != 0:
-                sys.exit(f"{name} exited {code}: {cmd}")
+        check_commands(commands)  # correctness first, and warm caches
         _, code = spawn(commands["courierpasswd"][0], cpw_env, f"{USER}\0wrong\0\0".encode())
         assert code == 1, "courierpasswd accepted a wrong password"
 
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        pair_ratios = []
-        for _ in range(rounds):
-            order = list(commands)
-            random.shuffle(order)
-            this_round = {}
-            for name in order:
-                cmd, env, data = commands[name]
-                this_round[name], _ = spawn(cmd, env, data)
-                times[name].append(this_round[name])
-            pair_ratios.append(this_round["courierpasswd"] / this_round["authtest"])
-        hash_ms = hash_cost(hashed)
+        times, per_round = shuffled_rounds(commands, rounds)
+        pair_ratios = [r["courierpasswd"] / r["authtest"] for r in per_round]
+        hash_ms = hash_cost(PASSWORD.encode(), hashed)
     finally:
         lab.close()
         subprocess.run(["rm", "-rf", str(root)], check=False)

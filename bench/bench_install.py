@@ -31,7 +31,6 @@ Usage: ``python3 bench/bench_install.py [--rounds N] [--deb FILE]``
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -43,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_courierpasswd import pct, spawn  # noqa: E402
+from _common import check_commands, hash_cost, pct, shuffled_rounds, spawn  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 USER = "user0007@example.com"
@@ -80,20 +79,6 @@ def unpack_deb(deb: Path, work: Path) -> Path:
     return root / "usr" / "sbin" / "courierpasswd"
 
 
-def hash_cost(hashed: str, n: int = 50) -> float:
-    import time
-
-    from authkit.schemes import verify_password
-
-    assert verify_password(PASSWORD.encode(), hashed)
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        verify_password(PASSWORD.encode(), hashed)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def main(argv: list[str]) -> int:
     rounds, deb = 200, None
     args = list(argv)
@@ -126,26 +111,15 @@ def main(argv: list[str]) -> int:
         if deb:
             commands["deb"] = [str(unpack_deb(deb, work)), *login]
         creds = f"{USER}\0{PASSWORD}\0\0".encode()
-        for name, cmd in commands.items():  # correctness first, and warm caches
-            for _ in range(3):
-                _, code = spawn(cmd, env, creds)
-            if code != 0:
-                sys.exit(f"{name} exited {code}: {cmd}")
+        runs = {name: (cmd, env, creds) for name, cmd in commands.items()}
+        check_commands(runs)  # correctness first, and warm caches
         _, code = spawn(commands["installed"], env, f"{USER}\0wrong\0\0".encode())
         assert code == 1, "the installed courierpasswd accepted a wrong password"
 
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        ratios: dict[str, list[float]] = {name: [] for name in commands if name not in ("bin", "python-bare")}
-        for _ in range(rounds):
-            order = list(commands)
-            random.shuffle(order)
-            this_round = {}
-            for name in order:
-                this_round[name], _ = spawn(commands[name], env, creds)
-                times[name].append(this_round[name])
-            for name in ratios:
-                ratios[name].append(this_round[name] / this_round["bin"])
-        hash_ms = hash_cost(hashed)
+        times, per_round = shuffled_rounds(runs, rounds)
+        ratios = {name: [r[name] / r["bin"] for r in per_round]
+                  for name in commands if name not in ("bin", "python-bare")}
+        hash_ms = hash_cost(PASSWORD.encode(), hashed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -35,18 +35,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-from authkit.authdaemon.source import AuthdaemonSource  # noqa: E402
+from _common import beside_courier, common_daemon_options, print_daemon_table  # noqa: E402
+
 from authkit.schemes import make_password_hash  # noqa: E402
 
 
@@ -61,60 +60,13 @@ def load(slapd, users: int) -> list[tuple[str, str]]:
     return accounts
 
 
-def round_of(socket_path: str, accounts: list, requests: int, clients: int) -> dict:
-    source = AuthdaemonSource(socket_path, remote_ip="")
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    left = [requests]
-
-    def client(seed: int) -> None:
-        rng = random.Random(seed)
-        mine = []
-        while True:
-            with lock:
-                if left[0] <= 0:
-                    break
-                left[0] -= 1
-            login, password = accounts[rng.randrange(len(accounts))]
-            started = time.perf_counter()
-            try:
-                account = source.authenticate(login, password.encode(), "imap")
-                if account.address != login:
-                    errors.append(f"wrong account {account.address} for {login}")
-            except Exception as exc:  # recorded: a benchmark with errors is void
-                errors.append(repr(exc))
-            mine.append(time.perf_counter() - started)
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
-    if errors:
-        raise SystemExit(f"{socket_path}: {len(errors)} errors, e.g. {errors[:3]}")
-    latencies.sort()
-    return {"rate": requests / wall, "p50": latencies[len(latencies) // 2] * 1000,
-            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--requests", type=int, default=1500)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--daemons", type=int, default=5, help="Courier authdaemond children")
-    parser.add_argument("--workers", type=int, default=8, help="authkitd worker threads")
+    common_daemon_options(parser, users=1000)
     parser.add_argument("--authbind", action="store_true", help="LDAP_AUTHBIND=1 on both sides")
     args = parser.parse_args()
 
     import ldapdirectory as d
-    from authkitdlab import Authkitd
     from courierlab import CourierLab
     from slapdlab import SUFFIX, SlapdLab
 
@@ -127,36 +79,10 @@ def main() -> int:
         rc.write_text(d.authldaprc(values))
         os.chmod(rc, 0o640)
         lab.write_authdaemonrc(authmodulelist="authldap")
-        lab.start_daemon()
-        authkitd = Authkitd(root / "authkitd", root / "authkitd.sock",
-                            d.authkit_conf(values, workers=str(args.workers), failure_delay="0"))
-        authkitd.start()
-        try:
-            sockets = {"courier authdaemond+authldap": str(lab.socket_path),
-                       "authkitd ldap": str(authkitd.socket_path)}
-            for path in sockets.values():  # warm: connections made, pages cached
-                round_of(path, accounts, 100, args.clients)
-            results: dict[str, list] = {name: [] for name in sockets}
-            for _ in range(args.rounds):
-                for name, path in sockets.items():
-                    results[name].append(round_of(path, accounts, args.requests, args.clients))
-        finally:
-            authkitd.stop()
-    print(f"users={args.users} requests/round={args.requests} clients={args.clients} "
-          f"rounds={args.rounds} courier daemons={args.daemons} authkitd workers={args.workers} "
-          f"authbind={int(args.authbind)}")
-    print("| daemon | logins/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|")
-    medians = {}
-    for name, rounds in results.items():
-        best = sorted(rounds, key=lambda r: r["rate"])[len(rounds) // 2]
-        medians[name] = best
-        print(f"| {name} | {best['rate']:.0f} | {best['p50']:.2f} | {best['p99']:.2f} |")
-    ours, theirs = medians["authkitd ldap"], medians["courier authdaemond+authldap"]
-    print(f"\nratio authkitd/courier: logins/s {ours['rate'] / theirs['rate']:.2f}, "
-          f"p99 {ours['p99'] / theirs['p99']:.2f}")
-    print("all rounds:", {name: [f"{r['rate']:.0f}/s p99 {r['p99']:.1f}" for r in rounds]
-                          for name, rounds in results.items()})
+        conf = d.authkit_conf(values, workers=str(args.workers), failure_delay="0")
+        results, ours, theirs = beside_courier(lab, root, conf, accounts, args,
+                                               kind="ldap", module="authldap")
+    print_daemon_table(results, ours, theirs, args, f"authbind={int(args.authbind)}")
     return 0
 
 

@@ -317,16 +317,9 @@ class CourierLab:
     def request(self, data: bytes, timeout: float = 15) -> bytes:
         """Send one raw request to the daemon's socket from the host and return
         everything it writes until it closes (one request per connection)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(self.socket_path))
-            s.sendall(data)
-            chunks = []
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
+        from stacktools import exchange
+
+        return exchange(self.socket_path, data, timeout)
 
     def authtest(self, *args: str, env: dict | None = None,
                  timeout: float = 60) -> subprocess.CompletedProcess:

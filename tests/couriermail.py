@@ -108,14 +108,10 @@ class MailServer:
             return ""
 
     def stop(self) -> None:
+        from stacktools import stop_process
+
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def make_maildir(home: Path, uid: int, gid: int) -> None:

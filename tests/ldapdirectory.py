@@ -9,6 +9,7 @@
   :func:`authkit_conf` the same settings as authkit.conf ``ldap_*`` keys, so that
   Courier's authdaemond (authmodulelist="authldap") and authkit read one directory
   the same way;
+* :func:`populated_slapd`: a module fixture's slapd holding :func:`people`;
 * :func:`start_courier_authldap`: write authldaprc into a CourierLab's etc (its
   /etc/courier) and start authdaemond with only authldap.
 """
@@ -19,6 +20,10 @@ import os
 from pathlib import Path
 
 from slapdlab import PEOPLE, ROOT_DN, ROOT_PW, Person, hash_password
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 DOMAIN = "example.com"
 
@@ -149,3 +154,23 @@ def start_courier_authldap(lab: object, values: "dict[str, str]", env: "dict[str
     os.chmod(rc, 0o640)
     lab.write_authdaemonrc(authmodulelist="authldap", **(env or {}))  # type: ignore[attr-defined]
     lab.start_daemon()  # type: ignore[attr-defined]
+
+
+def populated_slapd(tmp_path_factory: object) -> "Iterator[object]":
+    """The body of a module-scoped pytest fixture: a started
+    :class:`slapdlab.SlapdLab` holding :func:`people`, closed afterwards; the
+    test is skipped when slapd is missing.  Use as
+    ``yield from ldapdirectory.populated_slapd(tmp_path_factory)``."""
+    import pytest
+    import slapdlab
+
+    reasons = slapdlab.missing_requirements()
+    if reasons:
+        pytest.skip("slapd lab unavailable: " + "; ".join(reasons))
+    lab = slapdlab.SlapdLab(tmp_path_factory.mktemp("slapd"))  # type: ignore[attr-defined]
+    try:
+        lab.start()
+        lab.populate(people())
+        yield lab
+    finally:
+        lab.close()

@@ -52,6 +52,18 @@ CREATE TABLE passwd (
 COLUMNS = ("id", "crypt", "clear", "name", "uid", "gid", "home", "maildir",
            "defaultdelivery", "quota", "options", "server")
 
+#: ``slow_for(login)``: true, after sleeping 60 s for a login starting with
+#: "slow" (a WHERE clause ``slow_for(id)`` keeps such a request in flight while a
+#: test stops the server under it).  Run it with ``execute(..., dbname=...)``.
+SLOW_LOGIN_FUNCTION = """
+CREATE FUNCTION slow_for(login text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_sleep(CASE WHEN login LIKE 'slow%' THEN 60 ELSE 0 END);
+    RETURN true;
+END
+$$
+"""
+
 
 class PgLabError(RuntimeError):
     pass

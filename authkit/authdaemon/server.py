@@ -42,7 +42,7 @@ temporary failure.
 
 from __future__ import annotations
 
-from ..account import merge_options
+from ..account import fullname_from_gecos, merge_options
 from .protocol import MAX_AUTH_BODY, MAX_LINE, decode, encode
 
 TYPE_CHECKING = False
@@ -386,7 +386,7 @@ def account_reply(account: "Account", *, default_options: str = "",
     if account.address:
         out.append(_line(b"ADDRESS", account.address))
     if account.fullname:
-        out.append(_line(b"NAME", account.fullname.split(",", 1)[0]))
+        out.append(_line(b"NAME", fullname_from_gecos(account.fullname)))
     if account.maildir:
         out.append(_line(b"MAILDIR", account.maildir))
     if account.quota:

@@ -5,13 +5,12 @@ write a whole buffer to a descriptor (:func:`write_all`), print a usage error
 turn an error into its exit status (:func:`exit_status`).
 
 This is the per-login path: no argparse (25 ms to import), nothing imported but
-``os`` and authkit.errors.
+``os``, authkit._io and authkit.errors.
 """
 
 from __future__ import annotations
 
-import os
-
+from .._io import write_all
 from ..errors import AuthError, Misuse
 
 TYPE_CHECKING = False
@@ -94,14 +93,6 @@ def getopt(argv: "Sequence[str]", options: "Mapping[str, tuple[str, bool]]",
             break
         operands.append(arg)
     return found, operands
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write all of ``data`` to ``fd`` (``os.write`` may write less); OSError
-    as ``os.write`` raises it."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def usage_error(program: str, message: str, usage: str) -> int:

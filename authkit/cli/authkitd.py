@@ -136,6 +136,7 @@ def open_generation(config_path: "str | None", socket_path: "str | None", log: o
     generation = Generation(
         responder, source_timeout=settings.source_timeout,
         failure_delay=settings.failure_delay, failure_delay_max=settings.failure_delay_max,
+        refusal_floor=settings.refusal_floor,
         description=source.description, close=source.close)
     return settings, generation
 

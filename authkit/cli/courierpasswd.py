@@ -334,3 +334,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
 
 
 __all__ = ["main", "parse_args", "read_input", "Options", "USAGE"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

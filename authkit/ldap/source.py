@@ -45,19 +45,10 @@ from __future__ import annotations
 import threading
 from _operator import _compare_digest
 
+from .._heavy import import_heavy
 from ..errors import ConfigError
 
-try:
-    import ldap3
-except ImportError:  # python3 -IS (bin/authkitd): Debian's python3-ldap3 is in the
-    import site      # system site-packages, which -S leaves off sys.path
-
-    site.addsitepackages(None)  # type: ignore[arg-type]
-    try:
-        import ldap3
-    except ImportError:
-        raise ConfigError("source = ldap needs ldap3: pip install 'authkit[ldap]', "
-                          "or Debian's python3-ldap3") from None
+ldap3 = import_heavy("ldap3", kind="ldap", what="ldap3", debian="python3-ldap3", extra="ldap")
 from ldap3.core import exceptions as ldap_errors
 
 from ..account import CRAM_ALGORITHMS

@@ -42,19 +42,10 @@ from __future__ import annotations
 import hmac
 import threading
 
+from .._heavy import import_heavy
 from ..errors import ConfigError
 
-try:
-    import psycopg
-except ImportError:  # python3 -IS (bin/authkitd): Debian's python3-psycopg is in the
-    import site      # system site-packages, which -S leaves off sys.path
-
-    site.addsitepackages(None)  # type: ignore[arg-type]
-    try:
-        import psycopg
-    except ImportError:
-        raise ConfigError("source = pgsql needs psycopg 3: pip install 'authkit[pgsql]', "
-                          "or Debian's python3-psycopg") from None
+psycopg = import_heavy("psycopg", kind="pgsql", what="psycopg 3", debian="python3-psycopg", extra="pgsql")
 import psycopg.conninfo
 from psycopg.pq import TransactionStatus
 

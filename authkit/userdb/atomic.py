@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import os
 
+from .._io import write_all
 from ..errors import TemporaryFailure
 
 TYPE_CHECKING = False
@@ -40,13 +41,6 @@ def fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write all of ``data`` to ``fd`` (looping over short writes)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def copy_range(src: int, dst: int, offset: int, count: int) -> None:

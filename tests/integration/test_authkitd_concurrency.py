@@ -12,25 +12,13 @@ import time
 import pytest
 from authkitdlab import Authkitd, lab_config
 from courierlab import CourierLab
+from stacktools import exchange
 
 from authkit.authdaemon import protocol
 
 pytestmark = pytest.mark.integration
 
 USERS = [f"user{index}@example.com" for index in range(20)]
-
-
-def exchange(path, request: bytes, timeout: float = 60) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(request)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
 
 
 def hold_idle(path, count: int) -> list[socket.socket]:

@@ -14,12 +14,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from authkitdlab import connectable
-from test_contrib_daemontools import install_script, session_pids, wait_for
+from stacktools import systemd_verify
+from test_contrib_daemontools import install_script, session_pids, stop_svscan, wait_for
 
 from authkit.authdaemon.source import AuthdaemonSource
 from authkit.schemes import make_password_hash
@@ -74,25 +74,7 @@ def test_authkitd_run_scripts_under_svscan(tmp_path: Path) -> None:
         assert b"andrew-secret" not in log
         assert log.startswith(b"@")  # multilog t: TAI64N stamps
     finally:
-        for name in ("authkitd", "authkitd/log"):
-            subprocess.run(["svc", "-dx", str(service / name)], capture_output=True, timeout=10)
-        try:
-            os.killpg(svscan.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            svscan.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(svscan.pid, signal.SIGKILL)
-            svscan.wait(10)
-        deadline = time.monotonic() + 10
-        while session_pids(svscan.pid) and time.monotonic() < deadline:
-            for pid in session_pids(svscan.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
+        stop_svscan(svscan, service, ("authkitd", "authkitd/log"))
     assert session_pids(svscan.pid) == [], "a daemontools process outlived the test"
 
 
@@ -177,13 +159,6 @@ def test_socket_activation_with_systemd_s_own_activator(tmp_path: Path) -> None:
 
 
 def test_systemd_analyze_verify_accepts_the_socket_unit(tmp_path: Path) -> None:
-    tool = shutil.which("systemd-analyze")
-    if not tool:
-        pytest.skip("systemd-analyze not installed")
-    for name in ("authkitd.socket", "authkitd.service"):
-        text = (CONTRIB / "systemd" / name).read_text()
-        (tmp_path / name).write_text(text.replace(INSTALLED, str(AUTHKITD)))
-    proc = subprocess.run([tool, "verify", "--man=no", str(tmp_path / "authkitd.socket"),
-                           str(tmp_path / "authkitd.service")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "authkitd" not in proc.stderr, proc.stderr
+    units = [CONTRIB / "systemd" / name for name in ("authkitd.socket", "authkitd.service")]
+    stderr = systemd_verify(units, tmp_path, INSTALLED, AUTHKITD)
+    assert "authkitd" not in stderr, stderr

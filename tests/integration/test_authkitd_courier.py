@@ -19,6 +19,7 @@ import socket
 import pytest
 from authkitdlab import Authkitd, lab_config
 from courierlab import CourierLab
+from stacktools import exchange
 from test_userdb_courier import fill, make_accounts
 
 from authkit.authdaemon import protocol
@@ -31,20 +32,7 @@ CHALLENGE = b"<1896.697170952@lab.example>"
 def raw(lab, data: bytes, timeout: float = 15) -> bytes:
     """Send ``data`` on one connection and read until the daemon closes; a
     reset (Courier closes with our bytes unread) counts as a close."""
-    chunks = []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(lab.socket_path))
-        try:
-            sock.sendall(data)
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        except (ConnectionResetError, BrokenPipeError):
-            pass
-    return b"".join(chunks)
+    return exchange(lab.socket_path, data, timeout, reset_ends=True)
 
 
 def cram(service: str, algorithm: str, name: str, secret: str) -> bytes:

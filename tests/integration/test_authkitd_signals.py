@@ -5,27 +5,13 @@ exit 0 (its in-flight case is in test_authkitd_faults)."""
 from __future__ import annotations
 
 import signal
-import socket
 
 import pytest
 from authkitdlab import Authkitd, lab_config
+from stacktools import pre_reply as pre
 
-from authkit.authdaemon import protocol
 
 pytestmark = pytest.mark.integration
-
-
-def pre(path, name: str) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(60)
-        sock.connect(str(path))
-        sock.sendall(protocol.pre_request("login", name))
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
 
 
 def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(courier_lab):

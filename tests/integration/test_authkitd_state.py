@@ -6,36 +6,58 @@ hashes."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 
 import pytest
 from authkitdlab import Authkitd, lab_config
 from courierlab import CourierLab
+from stacktools import exchange, pre_reply as pre
 
 from authkit.authdaemon import protocol
 
 pytestmark = pytest.mark.integration
 
 
-def exchange(path, data: bytes, timeout: float = 60) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(data)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-
-
 def login(path, name: str, password: bytes, ip: str | None) -> tuple[float, bytes]:
     start = time.monotonic()
     reply = exchange(path, protocol.login_request("imap", name, password, ip))
     return time.monotonic() - start, reply
+
+
+# --------------------------------------------------------------- refusal floor
+
+def test_refusals_wait_out_the_floor_on_a_timer_not_in_a_worker(courier_lab):
+    """With one worker and a 3 s floor, six refusals at once (wrong password and
+    unknown user alike) each take at least 3 s, while a good login sent after
+    them is answered at once: a sleeping worker would have made it wait for
+    all six (18 s)."""
+    import threading
+
+    lab = courier_lab
+    lab.add_user("andrew@example.com", "andrew-secret")
+    lab.makeuserdb()
+    floor = 3.0
+    kitd = Authkitd(lab.root / "kitd", lab.socket_path,
+                    lab_config(lab, f"workers = 1\nrefusal_floor = {floor:g}\nfailure_delay = 0\n")).start()
+    try:
+        refusals: list = []
+        names = ["andrew@example.com", "nobody@example.com"] * 3
+        threads = [threading.Thread(target=lambda n=n: refusals.append(login(lab.socket_path, n, b"wrong", None)))
+                   for n in names]
+        for thread in threads:
+            thread.start()
+        # every refusal has reached the worker once the log shows it
+        assert kitd.wait_for_log("result=fail", timeout=30)
+        good, reply = login(lab.socket_path, "andrew@example.com", b"andrew-secret", None)
+        for thread in threads:
+            thread.join(60)
+        assert reply.endswith(b"\n.\n")
+        assert len(refusals) == 6 and all(r == b"FAIL\n" for _, r in refusals)
+        assert min(t for t, _ in refusals) >= floor
+        assert good < floor, (good, sorted(t for t, _ in refusals))
+    finally:
+        kitd.stop()
 
 
 # --------------------------------------------------------------- failure delay
@@ -160,10 +182,6 @@ def test_rehash_on_a_full_disk_keeps_the_login_and_the_userdb(tmp_path):
 
 
 # ------------------------------------------------------------------- the cache
-
-def pre(path, name: str) -> bytes:
-    return exchange(path, protocol.pre_request("login", name))
-
 
 def test_cache_is_invalidated_by_userdb_changes_and_passwd(courier_lab):
     lab = courier_lab

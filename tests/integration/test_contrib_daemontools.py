@@ -118,6 +118,31 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
+def stop_svscan(svscan: subprocess.Popen, service: Path, names: "tuple[str, ...]") -> None:
+    """Take the services ``names`` under ``service`` down (``svc -dx``), then
+    svscan's whole session: SIGTERM to svscan, SIGKILL if it does not exit, and
+    SIGKILL to what is left of its session for up to 10 s."""
+    for name in names:
+        subprocess.run(["svc", "-dx", str(service / name)], capture_output=True, timeout=10)
+    try:
+        os.killpg(svscan.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        svscan.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(svscan.pid, signal.SIGKILL)
+        svscan.wait(10)
+    deadline = time.monotonic() + 10
+    while session_pids(svscan.pid) and time.monotonic() < deadline:
+        for pid in session_pids(svscan.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+
+
 def userdb_copy(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "userdb"
@@ -211,25 +236,7 @@ def test_courierpassd_run_scripts_under_svscan_change_a_password_and_log_to_mult
                                                    capture_output=True, timeout=10).stdout,
                  what="svstat to report down")
     finally:
-        for name in ("courierpassd", "courierpassd/log"):
-            subprocess.run(["svc", "-dx", str(service / name)], capture_output=True, timeout=10)
-        try:
-            os.killpg(svscan.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            svscan.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(svscan.pid, signal.SIGKILL)
-            svscan.wait(10)
-        deadline = time.monotonic() + 10
-        while session_pids(svscan.pid) and time.monotonic() < deadline:
-            for pid in session_pids(svscan.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
+        stop_svscan(svscan, service, ("courierpassd", "courierpassd/log"))
     assert session_pids(svscan.pid) == [], "a daemontools process outlived the test"
 
 

@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 import pytest
-from stacktools import free_port, password_works, poppassd_dialogue
+from stacktools import (first_connection, free_port, password_works, poppassd_dialogue,
+                        systemd_verify)
 
 pytestmark = pytest.mark.integration
 
@@ -137,16 +138,7 @@ def test_exec_start_under_systemd_socket_activate_accept_inetd(tmp_path: Path) -
         stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=20)
-                break
-            except OSError:
-                assert activator.poll() is None, activator.stderr.read()
-                assert time.monotonic() < deadline, "systemd-socket-activate did not listen"
-                time.sleep(0.05)
-        with client:
+        with first_connection(port, activator, "systemd-socket-activate", activator.stderr) as client:
             replies = poppassd_dialogue(client.makefile("rwb"), USER, OLD, "Activate-Pw-2024", until_eof=True)
         assert_changed(replies)
         assert password_works(userdb, USER, "Activate-Pw-2024")
@@ -160,18 +152,9 @@ def test_exec_start_under_systemd_socket_activate_accept_inetd(tmp_path: Path) -
 
 
 def test_systemd_analyze_verify_accepts_both_units(tmp_path: Path) -> None:
-    tool = shutil.which("systemd-analyze")
-    if not tool:
-        pytest.skip("systemd-analyze not installed")
-    for name in ("courierpassd.socket", "courierpassd@.service"):
-        text = (CONTRIB / "systemd" / name).read_text()
-        # verify insists that the binary exists: point it at this checkout's
-        (tmp_path / name).write_text(text.replace(INSTALLED_PATH, str(COURIERPASSD)))
-    proc = subprocess.run([tool, "verify", "--man=no", str(tmp_path / "courierpassd.socket"),
-                           str(tmp_path / "courierpassd@.service")],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "courierpassd" not in proc.stderr, proc.stderr
+    units = [CONTRIB / "systemd" / name for name in ("courierpassd.socket", "courierpassd@.service")]
+    stderr = systemd_verify(units, tmp_path, INSTALLED_PATH, COURIERPASSD)  # this checkout's binary
+    assert "courierpassd" not in stderr, stderr
 
 
 # -- xinetd ----------------------------------------------------------------------------
@@ -215,16 +198,7 @@ def test_xinetd_runs_the_contrib_service_and_a_password_changes(tmp_path: Path) 
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=20)
-                break
-            except OSError:
-                assert daemon.poll() is None, daemon.stdout.read()
-                assert time.monotonic() < deadline, "xinetd did not listen"
-                time.sleep(0.05)
-        with client:
+        with first_connection(port, daemon, "xinetd", daemon.stdout) as client:
             replies = poppassd_dialogue(client.makefile("rwb"), USER, OLD, "Xinetd-Pw-2024", until_eof=True)
         assert_changed(replies)
         assert password_works(userdb, USER, "Xinetd-Pw-2024")

@@ -21,6 +21,7 @@ wrong password or an unknown user gives ``[AUTHENTICATIONFAILED]``, never
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
 import pwd
@@ -32,6 +33,11 @@ import time
 from pathlib import Path
 
 import pytest
+from stacktools import free_port
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 pytestmark = pytest.mark.integration
 
@@ -98,12 +104,6 @@ def _missing() -> list[str]:
     return reasons
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _IMAP(imaplib.IMAP4):
     """imaplib from a chosen 127.0.0.x source address: Dovecot's per-IP auth
     penalty then never delays the next test."""
@@ -122,7 +122,6 @@ def dovecot_lab(courier_lab_factory: object) -> "dict":
     if reasons:
         pytest.skip("; ".join(reasons))
     lab = Path(tempfile.mkdtemp(prefix="cpw-dovecot-", dir="/tmp"))
-    proc = None
     try:
         os.chmod(lab, 0o755)
         courier = courier_lab_factory()
@@ -141,12 +140,24 @@ def dovecot_lab(courier_lab_factory: object) -> "dict":
         os.chmod(lab / "authkit.conf", 0o644)
         (lab / "mail").mkdir(mode=0o1777)
         os.chmod(lab / "mail", 0o1777)
-        port = _free_port()
-        conf = lab / "dovecot.conf"
-        conf.write_text(CONFIG.format(lab=lab, pid=os.getpid(), port=port, courierpasswd=COURIERPASSWD))
-        proc = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        with running_dovecot(lab) as (port, conf):
+            yield {"port": port, "lab": lab, "conf": conf, "log": lab / "dovecot.log"}
+    finally:
+        shutil.rmtree(lab, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_dovecot(lab: Path) -> "Iterator[tuple[int, Path]]":
+    """Dovecot on :data:`CONFIG` under ``lab`` (its passdb courierpasswd reads
+    ``lab``/authkit.conf) on a free port, from when it accepts until it is
+    stopped on leaving; yields ``(port, dovecot.conf)``."""
+    port = free_port()
+    conf = lab / "dovecot.conf"
+    conf.write_text(CONFIG.format(lab=lab, pid=os.getpid(), port=port, courierpasswd=COURIERPASSWD))
+    proc = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -157,17 +168,15 @@ def dovecot_lab(courier_lab_factory: object) -> "dict":
                     err = proc.stderr.read() if proc.poll() is not None else b""
                     pytest.fail(f"dovecot did not start: {err!r} {_read(lab / 'dovecot.log')}")
                 time.sleep(0.05)
-        yield {"port": port, "lab": lab, "conf": conf, "log": lab / "dovecot.log"}
+        yield port, conf
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-            proc.stderr.close()
-        shutil.rmtree(lab, ignore_errors=True)
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        proc.stderr.close()
 
 
 def _read(path: Path) -> str:

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stacktools import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +60,6 @@ def _missing() -> list[str]:
     return reasons
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def compiled_userdb(courier_lab_factory: object) -> "Path":
     """``<dir>/userdb`` whose compiled pair was made by Courier's makeuserdb, in a
@@ -90,7 +85,7 @@ def compiled_userdb(courier_lab_factory: object) -> "Path":
 class Qpsmtpd:
     def __init__(self, lab: Path, checkpw: Path, userdb: Path) -> None:
         self.lab = lab
-        self.port = _free_port()
+        self.port = free_port()
         config = lab / "config"
         config.mkdir()
         spool = lab / "spool"

@@ -38,16 +38,7 @@ LOGIN_USERS = ["ssha@example.com", "crypt6@example.com", "yescrypt@example.com",
 
 @pytest.fixture(scope="module")
 def slapd(tmp_path_factory: pytest.TempPathFactory):
-    reasons = slapdlab.missing_requirements()
-    if reasons:
-        pytest.skip("slapd lab unavailable: " + "; ".join(reasons))
-    lab = slapdlab.SlapdLab(tmp_path_factory.mktemp("slapd"))
-    try:
-        lab.start()
-        lab.populate(d.people())
-        yield lab
-    finally:
-        lab.close()
+    yield from d.populated_slapd(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -40,16 +40,7 @@ SERVICES = ("imap", "pop3", "login", "courier")
 
 @pytest.fixture(scope="module")
 def slapd(tmp_path_factory: pytest.TempPathFactory):
-    reasons = slapdlab.missing_requirements()
-    if reasons:
-        pytest.skip("slapd lab unavailable: " + "; ".join(reasons))
-    lab = slapdlab.SlapdLab(tmp_path_factory.mktemp("slapd"))
-    try:
-        lab.start()
-        lab.populate(d.people())
-        yield lab
-    finally:
-        lab.close()
+    yield from d.populated_slapd(tmp_path_factory)
 
 
 def authkit_source(values: "dict[str, str]", **more: str) -> LdapSource:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +34,7 @@ def ldap_dovecot(tmp_path):
         pytest.skip("; ".join(reasons))
     Authkitd = pytest.importorskip("authkitdlab", reason="authkitd not in this tree").Authkitd
     lab = Path(tempfile.mkdtemp(prefix="ldap-dovecot-", dir="/tmp"))
-    slapd = authkitd = proc = None
+    slapd = authkitd = None
     try:
         os.chmod(lab, 0o755)
         slapd = slapdlab.SlapdLab(tmp_path / "slapd")
@@ -58,33 +56,10 @@ def ldap_dovecot(tmp_path):
         os.chmod(lab / "authkit.conf", 0o644)
         (lab / "mail").mkdir(mode=0o1777)
         os.chmod(lab / "mail", 0o1777)
-        port = dv._free_port()
-        conf = lab / "dovecot.conf"
-        conf.write_text(dv.CONFIG.format(lab=lab, pid=os.getpid(), port=port,
-                                         courierpasswd=dv.COURIERPASSWD))
-        proc = subprocess.Popen([dv.DOVECOT, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"dovecot did not start: {dv._read(lab / 'dovecot.log')}")
-                time.sleep(0.05)
-        yield {"port": port, "lab": lab, "conf": conf, "log": lab / "dovecot.log",
-               "authkitd": authkitd}
+        with dv.running_dovecot(lab) as (port, conf):
+            yield {"port": port, "lab": lab, "conf": conf, "log": lab / "dovecot.log",
+                   "authkitd": authkitd}
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-            proc.stderr.close()
         if authkitd is not None:
             authkitd.stop()
         if slapd is not None:

@@ -12,7 +12,6 @@ from authkit.errors import BadPassword, Rejected, UnknownUser
 from authkit.ldap.source import LdapSource
 
 import ldapdirectory as d
-import slapdlab
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +26,7 @@ NOT_ACCOUNTS = [
 
 @pytest.fixture(scope="module")
 def slapd(tmp_path_factory: pytest.TempPathFactory):
-    reasons = slapdlab.missing_requirements()
-    if reasons:
-        pytest.skip("slapd lab unavailable: " + "; ".join(reasons))
-    lab = slapdlab.SlapdLab(tmp_path_factory.mktemp("slapd"))
-    try:
-        lab.start()
-        lab.populate(d.people())
-        yield lab
-    finally:
-        lab.close()
+    yield from d.populated_slapd(tmp_path_factory)
 
 
 def _source(values: "dict[str, str]") -> LdapSource:

@@ -23,20 +23,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from pglab import PgLab, authkit_conf_text, missing_requirements, write_authpgsqlrc  # noqa: E402
+from pglab import (SLOW_LOGIN_FUNCTION, PgLab, authkit_conf_text, missing_requirements,  # noqa: E402
+                   write_authpgsqlrc)
 
 from authkit.schemes import make_password_hash  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-SLOW_FUNCTION = """
-CREATE FUNCTION slow_for(login text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    PERFORM pg_sleep(CASE WHEN login LIKE 'slow%' THEN 60 ELSE 0 END);
-    RETURN true;
-END
-$$
-"""
 
 ACCOUNTS = [  # login, crypt, clear, password
     ("alice@example.com", make_password_hash(b"Alice-Pass-1"), "", "Alice-Pass-1"),
@@ -57,7 +50,7 @@ def setup(courier_lab_factory):
     with PgLab() as pg:
         lab = courier_lab_factory()
         pg.create_courier_schema("mail")
-        pg.execute(SLOW_FUNCTION, dbname="mail")
+        pg.execute(SLOW_LOGIN_FUNCTION, dbname="mail")
         for login, crypt, clear, _pw in ACCOUNTS:
             # courierpasswd becomes uid 5000 and changes into it: not under the
             # 0700 tmp_path, but in the cluster's 0755 directory (removed with it)

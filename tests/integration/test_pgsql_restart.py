@@ -14,22 +14,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pglab import PgLab, missing_requirements  # noqa: E402
+from pglab import SLOW_LOGIN_FUNCTION, PgLab, missing_requirements  # noqa: E402
 
 from authkit.errors import BadPassword, TemporaryFailure  # noqa: E402
 from authkit.schemes import make_password_hash  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-# Sleeps 60 s for a login starting with "slow", so a request stays in flight.
-SLOW_FUNCTION = """
-CREATE FUNCTION slow_for(login text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    PERFORM pg_sleep(CASE WHEN login LIKE 'slow%' THEN 60 ELSE 0 END);
-    RETURN true;
-END
-$$
-"""
 APP = "authkit-restart-test"
 
 
@@ -40,7 +31,7 @@ def pg():
         pytest.skip("PgLab unavailable: " + "; ".join(reasons))
     with PgLab() as lab:
         lab.create_courier_schema("mail")
-        lab.execute(SLOW_FUNCTION, dbname="mail")
+        lab.execute(SLOW_LOGIN_FUNCTION, dbname="mail")
         for login, password in (("alice@example.com", "alice-pw"), ("slow@example.com", "slow-pw"),
                                 ("bob@example.com", "bob-pw")):
             lab.add_account("mail", id=login, crypt=make_password_hash(password.encode()),

@@ -42,6 +42,7 @@ from pathlib import Path
 import pytest
 
 from courierlab import CourierLab
+from stacktools import free_port, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -140,12 +141,6 @@ def _tmda_venv() -> Path:
                 pytest.skip(f"cannot install {TMDA_REQUIREMENT} into {venv}: "
                             f"{proc.stderr.decode(errors='replace')[-500:]}")
     return venv
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +249,7 @@ def ofmipd(world: World):
                            capture_output=True, env={**world.env, "PYTHONPATH": str(world.compat)})
     if probe.returncode != 0:
         pytest.skip(f"nobody cannot run TMDA from {venv}: {probe.stderr.decode()[-300:]}")
-    port = _free_port()
+    port = free_port()
     log = open(world.root / "ofmipd.log", "wb")
     env = {**world.env, "PYTHONPATH": str(world.compat),
            "TMDA_SENDMAIL_PROGRAM": str(world.recorder)}
@@ -280,13 +275,7 @@ def ofmipd(world: World):
             time.sleep(0.05)
         yield port
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def _log(world: World) -> str:
