@@ -222,6 +222,7 @@ _PATH_KEYS = {"userdb": "userdb", "authdaemon": "authdaemon_socket"}
 _MINIMUM: dict[str, float] = {
     "min_uid": 0,
     "bad_pass_delay": 0,
+    "refusal_floor": 0,
     "min_password_length": 1,
     "max_password_length": 1,
     "max_username_length": 1,

@@ -97,10 +97,6 @@ def check_settings(settings: object, socket_path: str) -> None:
             raise ConfigError(
                 f"the account source is authdaemond on authkitd's own socket {socket_path}: "
                 "set source (e.g. source = userdb and userdb = /etc/courier/userdb) in authkit.conf")
-    if settings.workers < 1 or settings.max_clients < 1:  # type: ignore[attr-defined]
-        raise ConfigError("workers and max_clients must be at least 1")
-    if settings.source_timeout <= 0:  # type: ignore[attr-defined]
-        raise ConfigError("source_timeout must be more than 0 seconds")
 
 
 def open_generation(config_path: "str | None", socket_path: "str | None", log: object):  # noqa: ANN201

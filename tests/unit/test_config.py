@@ -211,6 +211,14 @@ def test_zero_turns_off_where_documented_and_scheme_names_take_any_case():
                       "rehash_on_login": True}
 
 
+@pytest.mark.parametrize("key", ["bad_pass_delay", "min_uid", "refusal_floor", "failure_delay",
+                                 "failure_delay_max", "cache_ttl", "pgsql_statement_timeout"])
+def test_zero_is_accepted_for_each_key_whose_man_page_says_0_turns_it_off(key):
+    """authkit.conf(5) says 0 disables these; refusal_floor = 0 was refused
+    ("must be above 0") although the page says "0 disables the floor"."""
+    assert parse_config(f"{key} = 0\n")[key] == 0
+
+
 def test_every_default_passes_its_own_check():
     from authkit.config import _SCHEMA
 
